@@ -6,7 +6,9 @@ Conventions (shared by every implementation):
 - images are float tensors in [0, 1], shape (B, 3, H, W), H and W multiples of ``vae_scale_factor``;
 - ``encode`` returns *scaled* latents (the diffusion state z_0), ``encode_condition`` returns the
   *unscaled* image-conditioning latents IP2P concatenates to z_t (``latent_dist.mode()``);
-- ``alphas_cumprod`` is the training schedule (SD-1.x betas for IP2P), indexed by integer timestep.
+- ``alphas_cumprod`` is the training schedule (SD-1.x betas for IP2P), indexed by integer timestep;
+  ``final_alpha_cumprod`` is the level DDIM's last step lands on (``alphas_cumprod[0]`` for SD-1.x,
+  ``set_alpha_to_one=False``) and ``steps_offset`` the offset of its timestep grid (1 for SD-1.x).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class EditorBackend(Protocol):
     vae_scale_factor: int
     num_train_timesteps: int
     alphas_cumprod: torch.Tensor  # (num_train_timesteps,), float32, on CPU
+    final_alpha_cumprod: torch.Tensor  # 0-dim float32, on CPU
+    steps_offset: int
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> scaled latents z_0."""

@@ -1,0 +1,333 @@
+"""RelevanceEditor: relevance maps (paper 4.1) and relevance-guided editing (4.2) of image batches.
+
+The high-level object both ``relevance-edit`` and the scene-editing pipeline use. It validates inputs,
+pads images to the backend's latent grid factor and restores their size, runs the relevance computation
+and the masked DDIM sampler, and pastes unedited pixels back at full resolution.
+
+Random draws: ``edit`` draws the sampler's fixed epsilon first, then (if it computes relevance in a separate
+call) the relevance noise, all on the CPU from ``generator``; tau = 0 therefore reproduces plain
+InstructPix2Pix started from the same initial noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from relevance_nerf2nerf.diffusion.backend import EditorBackend, NoisePredictions
+from relevance_nerf2nerf.diffusion.images import crop, pad_to_multiple
+from relevance_nerf2nerf.diffusion.ip2p import DEFAULT_MODEL, oom_advice
+from relevance_nerf2nerf.diffusion.relevance import (
+    compute_relevance,
+    postprocess,
+    relevance_from_noise,
+    upsample,
+)
+from relevance_nerf2nerf.diffusion.sampler import ddim_timesteps, level_to_timestep, masked_ddim
+from relevance_nerf2nerf.errors import InvalidInputError
+
+
+@dataclass
+class RelevanceResult:
+    """A relevance map on the latent grid and at the input's pixel resolution, both in [0, 1]."""
+
+    latent: torch.Tensor  # (B,1,h,w)
+    pixel: torch.Tensor  # (B,1,H,W), bilinear upsample of ``latent``
+
+    def mask(self, threshold: float) -> torch.Tensor:
+        """Edit mask M = 1(R >= tau) at pixel resolution, (B,1,H,W) bool."""
+        return self.pixel >= threshold
+
+
+@dataclass
+class EditResult:
+    image: torch.Tensor  # (B,3,H,W) in [0,1], same size as the input
+    relevance: torch.Tensor  # (B,1,H,W) in [0,1] used for guidance (computed or given)
+    mask: torch.Tensor  # (B,1,H,W) bool, the editable region
+
+
+def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
+    ok = math.isfinite(value) and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise InvalidInputError(f"{name} must be in {bracket}{low}, {high}], got {value}")
+
+
+def validate_edit_settings(
+    instruction: str,
+    *,
+    mask_threshold: float = 0.5,
+    text_guidance: float = 7.5,
+    image_guidance: float = 1.5,
+    num_steps: int = 100,
+    start_noise: float = 1.0,
+    t_rel: float = 0.8,
+    iqr_ratio: float = 1.5,
+    num_draws: int = 1,
+) -> None:
+    """Raise :class:`InvalidInputError` for unusable settings (callable before any model is loaded)."""
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise InvalidInputError("the instruction is empty: say what to change, e.g. 'make the ball blue'")
+    _check_range("mask threshold (tau)", mask_threshold, 0.0, 1.0)
+    _check_range("text guidance (s_T)", text_guidance, 0.0, 100.0)
+    _check_range("image guidance (s_I)", image_guidance, 0.0, 100.0)
+    _check_range("start noise level", start_noise, 0.0, 1.0, low_open=True)
+    _check_range("t_rel", t_rel, 0.0, 1.0, low_open=True)
+    _check_range("IQR ratio", iqr_ratio, 0.0, math.inf)
+    if not 1 <= num_steps <= 1000:
+        raise InvalidInputError(f"number of denoising steps must be in [1, 1000], got {num_steps}")
+    if num_draws < 1:
+        raise InvalidInputError(f"number of relevance noise draws must be >= 1, got {num_draws}")
+
+
+def _check_images(images: torch.Tensor, name: str, channels: int = 3) -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != channels:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise InvalidInputError(f"{name} must be a (B,{channels},H,W) tensor, got {shape}")
+    if not images.is_floating_point() or images.numel() == 0:
+        raise InvalidInputError(f"{name} must be a non-empty float tensor in [0, 1]")
+    low, high = images.min().item(), images.max().item()
+    if not (0.0 <= low and high <= 1.0):
+        raise InvalidInputError(f"{name} values must lie in [0, 1], got [{low:.3g}, {high:.3g}]")
+
+
+def _check_same_size(images: torch.Tensor, other: torch.Tensor, name: str) -> None:
+    if other.shape[0] != images.shape[0] or other.shape[-2:] != images.shape[-2:]:
+        raise InvalidInputError(
+            f"{name} must match the image's batch and size {tuple(images.shape)}, got {tuple(other.shape)}"
+        )
+
+
+class RelevanceEditor:
+    """Relevance maps and relevance-guided edits over any :class:`EditorBackend`.
+
+    Inputs may live on any device and have any size; work happens on the backend's device and results
+    come back on the input's device at the input's size.
+    """
+
+    def __init__(self, backend: EditorBackend) -> None:
+        self.backend = backend
+
+    # --- relevance -------------------------------------------------------------------------------------
+    def relevance(
+        self,
+        image: torch.Tensor,
+        instruction: str,
+        *,
+        t_rel: float = 0.8,
+        iqr_ratio: float = 1.5,
+        num_draws: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> RelevanceResult:
+        """Relevance map of ``instruction`` on ``image`` (eq. 2-3)."""
+        validate_edit_settings(instruction, t_rel=t_rel, iqr_ratio=iqr_ratio, num_draws=num_draws)
+        _check_images(image, "image")
+        padded, size = pad_to_multiple(image, self.backend.vae_scale_factor)
+        with oom_advice():
+            latent = compute_relevance(
+                self.backend,
+                self.backend.encode(padded),
+                self.backend.encode_condition(padded),
+                self.backend.text_embeddings(instruction),
+                t_rel=t_rel,
+                iqr_ratio=iqr_ratio,
+                num_draws=num_draws,
+                generator=generator,
+            )
+        return self._result(latent, padded.shape[-2:], size, image.device)
+
+    def _result(
+        self, latent: torch.Tensor, padded_size: torch.Size, size: tuple[int, int], device: torch.device
+    ) -> RelevanceResult:
+        pixel = crop(upsample(latent, tuple(padded_size)), size)
+        return RelevanceResult(latent=latent.to(device), pixel=pixel.to(device))
+
+    # --- editing ---------------------------------------------------------------------------------------
+    def edit(
+        self,
+        image: torch.Tensor,
+        instruction: str,
+        *,
+        condition_image: torch.Tensor | None = None,
+        relevance: torch.Tensor | None = None,
+        mask_threshold: float = 0.5,
+        text_guidance: float = 7.5,
+        image_guidance: float = 1.5,
+        num_steps: int = 100,
+        start_noise: float = 1.0,
+        composite_source: torch.Tensor | None = None,
+        t_rel: float = 0.8,
+        iqr_ratio: float = 1.5,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> EditResult:
+        """Relevance-guided edit (eq. 4-5) with a final full-resolution composite.
+
+        Pixels where the mask is off are copied bit for bit from ``composite_source`` (default ``image``).
+        When ``relevance`` is None it is computed from the conditioning image; if the start level equals
+        t_rel and the conditioning image is ``image``, it comes from the sampler's first UNet call.
+        """
+        validate_edit_settings(
+            instruction,
+            mask_threshold=mask_threshold,
+            text_guidance=text_guidance,
+            image_guidance=image_guidance,
+            num_steps=num_steps,
+            start_noise=start_noise,
+            t_rel=t_rel,
+            iqr_ratio=iqr_ratio,
+        )
+        _check_images(image, "image")
+        for name, other in (("condition_image", condition_image), ("composite_source", composite_source)):
+            if other is not None:
+                _check_images(other, name)
+                _check_same_size(image, other, name)
+        if relevance is not None:
+            _check_images(relevance, "relevance", channels=1)
+            _check_same_size(image, relevance, "relevance")
+        source = image if composite_source is None else composite_source
+        backend, factor = self.backend, self.backend.vae_scale_factor
+        padded, size = pad_to_multiple(image, factor)
+        own_condition = condition_image is None or condition_image is image
+        with oom_advice():
+            z0 = backend.encode(padded)
+            cond_padded = padded if own_condition else pad_to_multiple(condition_image, factor)[0]
+            condition = backend.encode_condition(cond_padded)
+            embeddings = backend.text_embeddings(instruction)
+            noise = torch.randn(z0.shape, generator=generator, dtype=torch.float32).to(z0.device)
+            timesteps = ddim_timesteps(
+                num_steps, start_noise, backend.num_train_timesteps, backend.steps_offset
+            )
+            # The relevance map: given, computed in its own call, or taken from the first guidance call
+            # when that call sees the very latent relevance would (same image, same noise, same level).
+            t_rel_step = level_to_timestep(t_rel, backend.num_train_timesteps)
+            from_first_call = (
+                relevance is None and own_condition and start_noise < 1.0 and timesteps[0] == t_rel_step
+            )
+            found: list[RelevanceResult] = []
+            if relevance is not None:
+                latent_map = F.avg_pool2d(pad_to_multiple(relevance, factor)[0].to(z0.device), factor)
+                found.append(RelevanceResult(latent=latent_map, pixel=relevance))
+            elif not from_first_call:
+                cond_z0 = z0 if own_condition else backend.encode(cond_padded)
+                latent_map = compute_relevance(
+                    backend,
+                    cond_z0,
+                    condition,
+                    embeddings,
+                    t_rel=t_rel,
+                    iqr_ratio=iqr_ratio,
+                    generator=generator,
+                )
+                found.append(self._result(latent_map, padded.shape[-2:], size, z0.device))
+
+            def mask_from_first_step(preds: NoisePredictions) -> torch.Tensor:
+                latent = postprocess(relevance_from_noise(preds), iqr_ratio)
+                found.append(self._result(latent, padded.shape[-2:], size, z0.device))
+                return latent >= mask_threshold
+
+            latent_mask = found[0].latent.to(z0.device) >= mask_threshold if found else mask_from_first_step
+            with _progress_bar(progress, "relevance-guided edit") as callback:
+                latents = masked_ddim(
+                    backend,
+                    z0,
+                    condition,
+                    embeddings,
+                    noise,
+                    timesteps,
+                    mask=latent_mask,
+                    text_guidance=text_guidance,
+                    image_guidance=image_guidance,
+                    from_pure_noise=start_noise >= 1.0,
+                    callback=callback,
+                )
+            decoded = crop(backend.decode(latents), size)
+        pixel_relevance = found[0].pixel.to(source.device)
+        pixel_mask = pixel_relevance >= mask_threshold
+        edited = torch.where(pixel_mask, decoded.to(source.device, source.dtype), source)
+        return EditResult(image=edited, relevance=pixel_relevance, mask=pixel_mask)
+
+    def edit_plain(
+        self,
+        image: torch.Tensor,
+        instruction: str,
+        *,
+        text_guidance: float = 7.5,
+        image_guidance: float = 1.5,
+        num_steps: int = 100,
+        start_noise: float = 1.0,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Plain InstructPix2Pix (DDIM, eq. 1) without relevance: the baseline ``--compare`` shows.
+
+        Draws the same initial noise as :meth:`edit` for the same generator state.
+        """
+        validate_edit_settings(
+            instruction,
+            text_guidance=text_guidance,
+            image_guidance=image_guidance,
+            num_steps=num_steps,
+            start_noise=start_noise,
+        )
+        _check_images(image, "image")
+        backend = self.backend
+        padded, size = pad_to_multiple(image, backend.vae_scale_factor)
+        with oom_advice():
+            z0 = backend.encode(padded)
+            noise = torch.randn(z0.shape, generator=generator, dtype=torch.float32).to(z0.device)
+            timesteps = ddim_timesteps(
+                num_steps, start_noise, backend.num_train_timesteps, backend.steps_offset
+            )
+            with _progress_bar(progress, "plain InstructPix2Pix") as callback:
+                latents = masked_ddim(
+                    backend,
+                    z0,
+                    backend.encode_condition(padded),
+                    backend.text_embeddings(instruction),
+                    noise,
+                    timesteps,
+                    mask=None,
+                    text_guidance=text_guidance,
+                    image_guidance=image_guidance,
+                    from_pure_noise=start_noise >= 1.0,
+                    callback=callback,
+                )
+            decoded = crop(backend.decode(latents), size)
+        return decoded.to(image.device, image.dtype)
+
+
+@contextmanager
+def _progress_bar(enabled: bool, description: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar over denoising steps, as a sampler callback (None when disabled)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def load_editor(
+    model: str | Path = DEFAULT_MODEL,
+    device: str | torch.device = "cpu",
+    precision: Literal["fp32", "fp16"] = "fp32",
+) -> RelevanceEditor:
+    """A :class:`RelevanceEditor` over InstructPix2Pix loaded from a hub id or a local directory."""
+    from relevance_nerf2nerf.diffusion.ip2p import load_backend
+
+    return RelevanceEditor(load_backend(model, device=device, precision=precision))

@@ -1,0 +1,116 @@
+"""Image I/O and size handling for the editor.
+
+Images are float tensors (B, 3, H, W) in [0, 1]. Loading composites transparent images (RGBA, LA,
+palette with transparency) on WHITE and expands grayscale to three channels. Sizes that are not multiples
+of the latent grid factor are reflect-padded before encoding and cropped back afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from relevance_nerf2nerf.errors import InvalidInputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+# A perceptually ordered dark-to-bright colour map (samples of matplotlib's "inferno"), linearly interpolated.
+_INFERNO = np.array(
+    [
+        [0, 0, 4], [31, 12, 72], [85, 15, 109], [136, 34, 106], [186, 54, 85],
+        [227, 89, 51], [249, 140, 10], [249, 201, 50], [252, 255, 164],
+    ],
+    dtype=np.float64,
+)  # fmt: skip
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Read a PNG/JPEG into (1, 3, H, W) float32 in [0, 1]; alpha is composited on white."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"image '{path}' does not exist: pass the path of a PNG or JPEG file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            array = _to_rgb_array(img)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise InvalidInputError(f"cannot read image '{path}' ({err}): pass a valid PNG or JPEG file") from err
+    return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
+
+
+def _to_rgb_array(img) -> np.ndarray:
+    """PIL image of any common mode -> (H, W, 3) float32 in [0, 1]."""
+    if img.mode.startswith("I"):  # 16/32-bit integer grayscale
+        gray = np.asarray(img, dtype=np.float64)
+        gray = gray / (65535.0 if img.mode.startswith("I;16") or gray.max() > 255 else 255.0)
+        return np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=2).astype(np.float32)
+    if (img.mode == "P" and "transparency" in img.info) or img.mode in ("LA", "PA"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        rgba = np.asarray(img, dtype=np.float32) / 255.0
+        alpha = rgba[..., 3:4]
+        return rgba[..., :3] * alpha + (1.0 - alpha)  # composite on white
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
+    if image.dim() == 4:
+        image = image[0]
+    array = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(array)
+
+
+def save_image(image: torch.Tensor | np.ndarray, path: str | Path) -> Path:
+    """Write an image ((1,)3,H,W float tensor in [0, 1] or (H,W[,3]) uint8 array) as PNG or JPEG."""
+    from PIL import Image
+
+    path = Path(path)
+    array = image if isinstance(image, np.ndarray) else to_uint8(image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def pad_to_multiple(images: torch.Tensor, factor: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad (B,C,H,W) on the bottom/right to multiples of ``factor``; returns the padded tensor and (H, W).
+
+    Reflect padding where the image is large enough, edge replication otherwise.
+    """
+    h, w = images.shape[-2:]
+    pad_h, pad_w = (-h) % factor, (-w) % factor
+    if pad_h == 0 and pad_w == 0:
+        return images, (h, w)
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(images, (0, pad_w, 0, pad_h), mode=mode), (h, w)
+
+
+def crop(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Undo :func:`pad_to_multiple`."""
+    return images[..., : size[0], : size[1]]
+
+
+def colorize(relevance: torch.Tensor) -> np.ndarray:
+    """Relevance map ((1,)(1,)H,W in [0, 1]) -> (H, W, 3) uint8 heatmap (bright = relevant)."""
+    values = relevance.detach().float().reshape(relevance.shape[-2:]).clamp(0, 1).cpu().numpy()
+    position = values * (len(_INFERNO) - 1)
+    low = np.floor(position).astype(int).clip(0, len(_INFERNO) - 2)
+    frac = (position - low)[..., None]
+    rgb = _INFERNO[low] * (1 - frac) + _INFERNO[low + 1] * frac
+    return np.round(rgb).astype(np.uint8)
+
+
+def mask_to_uint8(mask: torch.Tensor) -> np.ndarray:
+    """Bool mask ((1,)(1,)H,W) -> (H, W) uint8, 255 inside."""
+    return (mask.detach().reshape(mask.shape[-2:]).cpu().numpy().astype(np.uint8)) * 255
+
+
+def side_by_side(panels: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate (H, W, 3) uint8 panels horizontally."""
+    return np.concatenate(list(panels), axis=1)

@@ -1,0 +1,82 @@
+"""The relevance map (paper section 4.1, eq. 2-3), pure torch.
+
+R = |eps(z_t_rel, image, instruction) - eps(z_t_rel, image, "")|, averaged over the latent channels
+(and over K noise draws if asked), outliers clamped with the interquartile-range rule, then normalised to
+[0, 1] per image. t_rel is a noise level in (0, 1]; it maps to the timestep ``round(t_rel * (T - 1))``
+(``sampler.level_to_timestep``), e.g. 799 for t_rel = 0.8 and T = 1000.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from relevance_nerf2nerf.diffusion.backend import EditorBackend, NoisePredictions
+from relevance_nerf2nerf.diffusion.sampler import add_noise, level_to_timestep
+
+
+def relevance_from_noise(preds: NoisePredictions) -> torch.Tensor:
+    """Eq. 3 before post-processing: mean over channels of |eps_text - eps_img|, shape (B,1,h,w), float32."""
+    return (preds.eps_text.float() - preds.eps_img.float()).abs().mean(dim=1, keepdim=True)
+
+
+def iqr_clamp(maps: torch.Tensor, ratio: float = 1.5) -> torch.Tensor:
+    """Clamp each map (B,1,h,w) to [Q1 - ratio * IQR, Q3 + ratio * IQR] (both tails, linear quantiles).
+
+    A map whose IQR is zero (at least half of its values equal) is left as is: the rule would flatten it
+    to a constant and erase a small relevant region.
+    """
+    flat = maps.flatten(1).float()
+    q1, q3 = torch.quantile(flat, torch.tensor([0.25, 0.75], device=flat.device), dim=1)
+    iqr = q3 - q1
+    low = torch.where(iqr > 0, q1 - ratio * iqr, flat.amin(dim=1))
+    high = torch.where(iqr > 0, q3 + ratio * iqr, flat.amax(dim=1))
+    return torch.clamp(flat, low[:, None], high[:, None]).view_as(maps)
+
+
+def normalize(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise each map (B,1,h,w) to [0, 1]; a constant map becomes all zeros."""
+    flat = maps.flatten(1).float()
+    low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
+    span = high - low
+    out = torch.where(span > 0, (flat - low) / torch.where(span > 0, span, 1.0), 0.0)
+    return out.view_as(maps)
+
+
+def postprocess(raw: torch.Tensor, iqr_ratio: float = 1.5) -> torch.Tensor:
+    """Raw |eps_text - eps_img| map -> relevance in [0, 1]: IQR clamp, then normalisation."""
+    return normalize(iqr_clamp(raw, iqr_ratio))
+
+
+def upsample(latent_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Latent-grid map -> pixel resolution (bilinear, half-pixel centres), kept in [0, 1]."""
+    return F.interpolate(latent_map, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def compute_relevance(
+    backend: EditorBackend,
+    z0: torch.Tensor,
+    condition: torch.Tensor,
+    text_embeddings: torch.Tensor,
+    *,
+    t_rel: float = 0.8,
+    iqr_ratio: float = 1.5,
+    num_draws: int = 1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Relevance on the latent grid, (B,1,h,w) in [0, 1], from z_0 noised to t_rel.
+
+    Each of the ``num_draws`` draws runs one two-branch UNet call (no unconditional branch); the raw
+    differences are averaged before clamping and normalising. Noise is drawn on the CPU from ``generator``
+    so results do not depend on the device.
+    """
+    t = level_to_timestep(t_rel, backend.num_train_timesteps)
+    alpha = backend.alphas_cumprod[t]
+    total = torch.zeros((z0.shape[0], 1, *z0.shape[2:]), device=z0.device)
+    for _ in range(num_draws):
+        noise = torch.randn(z0.shape, generator=generator, dtype=torch.float32).to(z0.device)
+        preds = backend.predict_noise(
+            add_noise(z0, noise, alpha), t, condition, text_embeddings, with_uncond=False
+        )
+        total = total + relevance_from_noise(preds).to(z0.device)
+    return postprocess(total / num_draws, iqr_ratio)
