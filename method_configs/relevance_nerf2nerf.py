@@ -1,0 +1,160 @@
+"""nerfstudio method specifications (entry point group ``nerfstudio.method_configs``).
+
+- ``nerfacto-tiny``: plain nerfacto reconstruction at the CPU preset (no LPIPS download): the base model;
+- ``relevance-nerf2nerf``: the paper's scene editing, IP2P in fp32, LPIPS when available;
+- ``relevance-nerf2nerf-small``: the same with IP2P in fp16 (fits a 12 GB GPU);
+- ``relevance-nerf2nerf-tiny``: the CPU preset used by the tests and the demo.
+
+Importing this module allow-lists numpy's scalar classes for weights-only checkpoint loading, so
+ns-render / ns-viewer / ns-eval load these methods' checkpoints on torch >= 2.6. diffusers is never
+imported here.
+"""
+
+from __future__ import annotations
+
+from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
+from nerfstudio.configs.base_config import LocalWriterConfig, LoggingConfig, MachineConfig, ViewerConfig
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from nerfstudio.engine.optimizers import AdamOptimizerConfig
+from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+from nerfstudio.plugins.types import MethodSpecification
+from nerfstudio.utils.writer import EventName
+
+from relevance_nerf2nerf.nerf.checkpoints import allow_numpy_in_checkpoints
+from relevance_nerf2nerf.nerf.datamanager import RelevanceDataManagerConfig
+from relevance_nerf2nerf.nerf.model import RELEVANCE_PARAM_GROUP, RelevanceNerfactoModelConfig
+from relevance_nerf2nerf.nerf.pipeline import RelevanceNerf2NerfPipelineConfig
+
+allow_numpy_in_checkpoints()
+
+
+def _logging() -> LoggingConfig:
+    """Console stats without the rays/sec columns (nerfstudio's formatter crashes on their initial 0)."""
+    stats = (EventName.ITER_TRAIN_TIME, EventName.ETA, EventName.CURR_TEST_PSNR)
+    return LoggingConfig(local_writer=LocalWriterConfig(enable=True, stats_to_track=stats))
+
+
+def _optimizers(max_steps: int) -> dict:
+    def adam(lr: float, lr_final: float, steps: int) -> dict:
+        return {
+            "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=lr_final, max_steps=steps),
+        }
+
+    return {
+        "proposal_networks": adam(1e-2, 1e-4, max_steps),
+        "fields": adam(1e-2, 1e-4, max_steps),
+        "camera_opt": adam(1e-3, 1e-4, 5000),
+        RELEVANCE_PARAM_GROUP: adam(5e-3, 5e-4, max_steps),
+    }
+
+
+def _full_model(**overrides) -> RelevanceNerfactoModelConfig:
+    """nerfstudio's `nerfacto` architecture, so its checkpoints load as the base."""
+    return RelevanceNerfactoModelConfig(
+        eval_num_rays_per_chunk=1 << 15,
+        average_init_density=0.01,
+        camera_optimizer=CameraOptimizerConfig(mode="SO3xR3"),
+        **overrides,
+    )
+
+
+def _tiny_model() -> RelevanceNerfactoModelConfig:
+    """The CPU preset (about 0.2 s per 512-ray iteration on 2 cores); `nerfacto-tiny` uses the same."""
+    return RelevanceNerfactoModelConfig(
+        eval_num_rays_per_chunk=1 << 12,
+        average_init_density=0.01,
+        num_proposal_samples_per_ray=(32, 16),
+        num_nerf_samples_per_ray=16,
+        num_levels=8,
+        log2_hashmap_size=15,
+        max_res=256,
+        hidden_dim=32,
+        hidden_dim_color=32,
+        hidden_dim_transient=32,
+        proposal_net_args_list=[
+            {"hidden_dim": 16, "log2_hashmap_size": 14, "num_levels": 5, "max_res": 64, "use_linear": False},
+            {"hidden_dim": 16, "log2_hashmap_size": 14, "num_levels": 5, "max_res": 128, "use_linear": False},
+        ],
+        implementation="torch",
+        use_lpips=False,
+        camera_optimizer=CameraOptimizerConfig(mode="SO3xR3"),
+    )
+
+
+def _editing(
+    name: str, model: RelevanceNerfactoModelConfig, *, rays: int, iterations: int, cpu: bool, **pipeline
+) -> TrainerConfig:
+    return TrainerConfig(
+        method_name=name,
+        steps_per_eval_batch=500,
+        steps_per_eval_image=500,
+        steps_per_save=50 if cpu else 250,
+        max_num_iterations=iterations,
+        mixed_precision=not cpu,
+        machine=MachineConfig(device_type="cpu" if cpu else "cuda"),
+        pipeline=RelevanceNerf2NerfPipelineConfig(
+            datamanager=RelevanceDataManagerConfig(
+                dataparser=NerfstudioDataParserConfig(),
+                train_num_rays_per_batch=rays,
+                eval_num_rays_per_batch=rays,
+            ),
+            model=model,
+            **pipeline,
+        ),
+        optimizers=_optimizers(iterations),
+        logging=_logging(),
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
+        vis="viewer",
+    )
+
+
+nerfacto_tiny = MethodSpecification(
+    config=TrainerConfig(
+        method_name="nerfacto-tiny",
+        steps_per_eval_batch=500,
+        steps_per_eval_image=500,
+        steps_per_save=500,
+        max_num_iterations=2000,
+        mixed_precision=False,
+        machine=MachineConfig(device_type="cpu"),
+        pipeline=VanillaPipelineConfig(
+            datamanager=VanillaDataManagerConfig(
+                dataparser=NerfstudioDataParserConfig(),
+                train_num_rays_per_batch=512,
+                eval_num_rays_per_batch=512,
+            ),
+            model=_tiny_model(),
+        ),
+        optimizers=_optimizers(2000),
+        logging=_logging(),
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 12),
+        vis="viewer",
+    ),
+    description="nerfacto at a CPU preset (no LPIPS download): the base model for relevance-nerf2nerf-tiny.",
+)
+
+relevance_nerf2nerf = MethodSpecification(
+    config=_editing("relevance-nerf2nerf", _full_model(), rays=4096, iterations=4000, cpu=False),
+    description="Watch Your Steps: relevance-guided scene editing (InstructPix2Pix fp32).",
+)
+
+relevance_nerf2nerf_small = MethodSpecification(
+    config=_editing(
+        "relevance-nerf2nerf-small",
+        _full_model(),
+        rays=4096,
+        iterations=4000,
+        cpu=False,
+        editor_precision="fp16",
+    ),
+    description="Watch Your Steps scene editing with InstructPix2Pix in fp16 (fits a 12 GB GPU).",
+)
+
+relevance_nerf2nerf_tiny = MethodSpecification(
+    config=_editing("relevance-nerf2nerf-tiny", _tiny_model(), rays=512, iterations=300, cpu=True),
+    description="Watch Your Steps scene editing at a CPU preset (tests and demo).",
+)

@@ -1,0 +1,153 @@
+"""Checkpoints: a nerfacto base with a fresh relevance head, safe loading on torch >= 2.6, and the
+edited dataset exported as a nerfstudio dataset (PNG images + relevance maps + transforms.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from nerfstudio.utils.rich_utils import CONSOLE
+from PIL import Image
+
+from relevance_nerf2nerf.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from relevance_nerf2nerf.nerf.datamanager import RelevanceDataManager
+
+_VIEW_COUNT_KEYS = ("field.embedding_appearance.embedding.weight", "camera_optimizer.pose_adjustment")
+_FRESH_PREFIXES = ("field.relevance_head.", "lpips.")
+_NUMPY_DTYPES = "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64".split()
+
+
+def allow_numpy_in_checkpoints() -> None:
+    """Let ``torch.load(weights_only=True)`` read nerfstudio checkpoints on torch >= 2.6.
+
+    nerfstudio 1.1.5 checkpoints pickle numpy scalars (scheduler state). Only numpy's scalar
+    reconstructor and dtype classes are allow-listed, so the weights-only unpickler stays on.
+    """
+    add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
+    if add_safe_globals is None:  # torch < 2.4 loads everything anyway
+        return
+    numpy_core = np.core if np.__version__.startswith("1.") else np._core  # renamed in numpy 2
+    dtype_classes = sorted({type(np.dtype(name)) for name in _NUMPY_DTYPES}, key=str)
+    add_safe_globals([numpy_core.multiarray.scalar, np.dtype, *dtype_classes])
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A ``.ckpt`` file, a ``nerfstudio_models`` folder or a run folder -> the latest ``.ckpt`` in it."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    for folder in (path / "nerfstudio_models", path):
+        candidates = sorted(folder.glob("step-*.ckpt")) if folder.is_dir() else []
+        if candidates:
+            return candidates[-1]
+    raise InvalidInputError(
+        f"no nerfstudio checkpoint at {path}: pass a step-*.ckpt file or the run folder of an ns-train run"
+    )
+
+
+def load_checkpoint_file(path: Path) -> dict[str, Any]:
+    allow_numpy_in_checkpoints()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def model_state(pipeline_state: dict[str, Any]) -> dict[str, Any]:
+    """The model's entries of a pipeline state dict, without the ``_model.`` (and DDP ``module.``) prefix."""
+    state = {}
+    for key, value in pipeline_state.items():
+        key = key.removeprefix("module.")
+        if key.startswith("_model."):
+            state[key.removeprefix("_model.").removeprefix("module.")] = value
+    return state
+
+
+def check_view_count(state: dict[str, Any], num_views: int, source: str) -> None:
+    """Raise a clear error when a checkpoint was trained on a different number of training views."""
+    for key in _VIEW_COUNT_KEYS:
+        if key in state and state[key].shape[0] != num_views:
+            raise InvalidInputError(
+                f"{source} was trained on {state[key].shape[0]} training views, this dataset has "
+                f"{num_views}: it belongs to another scene; pass this scene's checkpoint (or its data)"
+            )
+
+
+def report_keys(source: str, missing: list[str], unexpected: list[str], fresh: int = 0) -> None:
+    """Say on the console what a checkpoint did not provide and what it held that the model lacks."""
+    note = f" ({fresh} relevance/LPIPS tensors freshly initialised)" if fresh else ""
+    CONSOLE.print(f"[bold green]Loaded weights[/bold green] from {source}{note}")
+    if missing:
+        CONSOLE.print(f"[yellow]Missing keys (left as initialised): {', '.join(missing)}")
+    if unexpected:
+        CONSOLE.print(f"[yellow]Unexpected keys (ignored): {', '.join(unexpected)}")
+
+
+def load_base_checkpoint(
+    model: torch.nn.Module, path: str | Path, num_views: int
+) -> tuple[list[str], list[str]]:
+    """Load a nerfacto (or nerfacto-tiny) checkpoint's weights into ``model`` with a fresh relevance head.
+
+    Returns the (missing, unexpected) keys, which are also reported on the console.
+    """
+    checkpoint = resolve_checkpoint(path)
+    state = model_state(load_checkpoint_file(checkpoint)["pipeline"])
+    check_view_count(state, num_views, f"base checkpoint {checkpoint}")
+    state = {k: v for k, v in state.items() if not k.startswith(_FRESH_PREFIXES)}
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(_FRESH_PREFIXES)]
+    fresh = [k for k in result.missing_keys if k.startswith(_FRESH_PREFIXES)]
+    unexpected = list(result.unexpected_keys)
+    report_keys(f"base checkpoint {checkpoint}", missing, unexpected, fresh=len(fresh))
+    return missing, unexpected
+
+
+def _save_png(array: torch.Tensor, path: Path) -> None:
+    """(H, W, C) uint8 tensor -> PNG (C = 1 is saved as grayscale)."""
+    data = array.cpu().numpy()
+    Image.fromarray(data[..., 0] if data.shape[-1] == 1 else data).save(path)
+
+
+def export_edited_dataset(
+    datamanager: RelevanceDataManager, output_dir: Path, indices: list[int] | None = None
+) -> Path:
+    """Write the current training images (``images/``), the relevance maps (``relevance/``) and a
+    ``transforms.json`` (cameras in the dataparser's coordinates) that nerfstudio can train on.
+
+    ``indices`` limits the image writing to those views (the transforms file is always complete).
+    """
+    output_dir = Path(output_dir)
+    (output_dir / "images").mkdir(parents=True, exist_ok=True)
+    (output_dir / "relevance").mkdir(exist_ok=True)
+    outputs = datamanager.train_dataparser_outputs
+    cameras = datamanager.train_dataset.cameras
+    names = [f"{Path(name).stem}.png" for name in outputs.image_filenames]
+    for i in range(datamanager.num_views) if indices is None else indices:
+        _save_png(datamanager.edited_images[i], output_dir / "images" / names[i])
+        if datamanager.has_relevance(i):
+            _save_png(datamanager.relevance_maps[i], output_dir / "relevance" / names[i])
+    frames = []
+    for i, name in enumerate(names):
+        pose = torch.eye(4)
+        pose[:3] = cameras.camera_to_worlds[i].cpu()
+        frame = {
+            "file_path": f"images/{name}",
+            "transform_matrix": pose.tolist(),
+            "fl_x": float(cameras.fx[i]),
+            "fl_y": float(cameras.fy[i]),
+            "cx": float(cameras.cx[i]),
+            "cy": float(cameras.cy[i]),
+            "w": int(cameras.width[i]),
+            "h": int(cameras.height[i]),
+            "edits": int(datamanager.edit_counts[i]),
+        }
+        if cameras.distortion_params is not None:
+            frame["distortion_params"] = [float(v) for v in cameras.distortion_params[i]]
+        if datamanager.has_relevance(i):
+            frame["relevance_path"] = f"relevance/{name}"
+        frames.append(frame)
+    transforms = {"camera_model": "OPENCV", "frames": frames}
+    (output_dir / "transforms.json").write_text(json.dumps(transforms, indent=2))
+    return output_dir

@@ -1,0 +1,313 @@
+"""The scene-editing pipeline (paper sections 4.3-4.4): iterative relevance-guided dataset updates.
+
+Every ``edit_every`` iterations one training view is updated: its relevance map is computed from the
+ORIGINAL capture the first time the view comes up (or for all views up front), the current NeRF renders
+RGB and relevance from the view's true camera (index, appearance, pose correction), the render is edited
+with relevance guidance (mask = rendered relevance >= tau, start noise ~ U[lo, hi], conditioned on the
+original capture, unedited pixels pasted back from the original at full resolution) and written back as
+that view's training image. ``mask_threshold = 0`` edits every pixel: Instruct-NeRF2NeRF. On a view's
+first visit the relevance field has not been trained on its map yet, so that update uses the fresh 2D map.
+
+The datamanager keeps the edit bookkeeping (which view is due, stored images and maps); this pipeline
+supplies the renders and drives the editor. The editor (diffusers) is imported and loaded lazily, only
+when the first edit happens, so ns-render / ns-viewer / ns-eval never load it.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+from nerfstudio.viewer.viewer_elements import ViewerSlider, ViewerText
+from rich.progress import track
+from torch import Tensor
+
+from relevance_nerf2nerf.errors import InvalidInputError
+from relevance_nerf2nerf.nerf.checkpoints import (
+    allow_numpy_in_checkpoints,
+    check_view_count,
+    export_edited_dataset,
+    load_base_checkpoint,
+    model_state,
+    report_keys,
+)
+from relevance_nerf2nerf.nerf.datamanager import RelevanceDataManager, RelevanceDataManagerConfig
+from relevance_nerf2nerf.nerf.field import RELEVANCE
+from relevance_nerf2nerf.nerf.model import RelevanceNerfactoModel, RelevanceNerfactoModelConfig
+
+allow_numpy_in_checkpoints()  # ns-render / ns-viewer / ns-eval import this module when loading our configs
+
+
+@dataclass
+class RelevanceNerf2NerfPipelineConfig(VanillaPipelineConfig):
+    """Relevance-guided scene editing on top of a (trained) nerfacto."""
+
+    _target: type = field(default_factory=lambda: RelevanceNerf2NerfPipeline)
+    datamanager: RelevanceDataManagerConfig = field(default_factory=RelevanceDataManagerConfig)
+    model: RelevanceNerfactoModelConfig = field(default_factory=RelevanceNerfactoModelConfig)
+    instruction: str = ""
+    """Editing instruction, e.g. "turn the bear into a panda" (required)."""
+    editor_model: str = "timbrooks/instruct-pix2pix"
+    """InstructPix2Pix weights: a hub id or a local diffusers folder."""
+    editor_device: str | None = None
+    """Device of the editor (default: the training device)."""
+    editor_precision: Literal["fp32", "fp16"] = "fp32"
+    """Precision of the editor."""
+    mask_threshold: float = 0.5
+    """tau: pixels with rendered relevance >= tau are edited (0 reproduces Instruct-NeRF2NeRF)."""
+    text_guidance: float = 7.5
+    """s_T, classifier-free guidance scale of the instruction (eq. 1)."""
+    image_guidance: float = 1.5
+    """s_I, classifier-free guidance scale of the conditioning image (eq. 1)."""
+    t_rel: float = 0.8
+    """Noise level (fraction of the schedule) at which relevance maps are computed."""
+    edit_every: int = 10
+    """Update one training view every this many iterations."""
+    edit_steps: int = 20
+    """Denoising steps per view update."""
+    edit_noise_range: tuple[float, float] = (0.02, 0.98)
+    """The start noise level of each update is drawn uniformly from this range."""
+    seed: int = 0
+    """Seed of the view order, the start noise levels and the diffusion noise."""
+    base_checkpoint: Path | None = None
+    """nerfacto / nerfacto-tiny checkpoint (.ckpt or run folder) to start from (fresh relevance head)."""
+    relevance_up_front: bool = False
+    """Compute every view's relevance map before the first update (default: when a view first comes up)."""
+    relevance_warmup_iters: int = 0
+    """With relevance_up_front: iterations training only the relevance head before the first update."""
+    export_dataset: bool = True
+    """Write the edited images and relevance maps as a nerfstudio dataset under the run's folder."""
+
+    def validate(self) -> None:
+        if not self.instruction.strip():
+            raise InvalidInputError(
+                'no editing instruction: pass --pipeline.instruction "turn the ... into ..."'
+            )
+        for name in ("mask_threshold", "t_rel"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InvalidInputError(
+                    f"--pipeline.{name.replace('_', '-')} must lie in [0, 1], got {getattr(self, name)}"
+                )
+        low, high = self.edit_noise_range
+        if not 0.0 <= low <= high <= 1.0:
+            raise InvalidInputError(
+                f"--pipeline.edit-noise-range needs 0 <= low <= high <= 1, got {low} {high}"
+            )
+        if self.edit_every < 1 or self.edit_steps < 1:
+            raise InvalidInputError("--pipeline.edit-every and --pipeline.edit-steps must be at least 1")
+        if self.text_guidance < 0 or self.image_guidance < 0:
+            raise InvalidInputError("guidance scales must be non-negative")
+
+
+class RelevanceNerf2NerfPipeline(VanillaPipeline):
+    """VanillaPipeline plus the relevance-guided dataset update schedule."""
+
+    config: RelevanceNerf2NerfPipelineConfig
+    datamanager: RelevanceDataManager
+
+    def __init__(self, config: RelevanceNerf2NerfPipelineConfig, device: str, *args: Any, **kwargs: Any):
+        config.validate()
+        super().__init__(config, device, *args, **kwargs)
+        # Viewer controls: read at every update, so a change takes effect on the next edit.
+        self.viewer_instruction = ViewerText("Instruction", config.instruction, hint="Editing instruction")
+        self.viewer_tau = ViewerSlider("Mask threshold (tau)", config.mask_threshold, 0.0, 1.0, 0.01)
+        self.viewer_text_guidance = ViewerSlider("Text guidance (s_T)", config.text_guidance, 0.0, 20.0, 0.5)
+        self.viewer_image_guidance = ViewerSlider(
+            "Image guidance (s_I)", config.image_guidance, 0.0, 5.0, 0.1
+        )
+        object.__setattr__(self, "_editor", None)  # never a registered submodule: not in checkpoints
+        self.export_dir: Path | None = None
+
+    @property
+    def model(self) -> RelevanceNerfactoModel:
+        return super().model  # type: ignore[return-value]
+
+    # --- editor --------------------------------------------------------------------------------------
+    @property
+    def editor_device(self) -> torch.device:
+        return (
+            torch.device(self.config.editor_device)
+            if self.config.editor_device
+            else torch.device(self.device)
+        )
+
+    @property
+    def editor(self):
+        """The RelevanceEditor, loaded on first use (diffusers is imported only then)."""
+        if self._editor is None:
+            from relevance_nerf2nerf.diffusion.editor import load_editor
+
+            CONSOLE.print(f"Loading editor {self.config.editor_model} on {self.editor_device}...")
+            editor = load_editor(
+                self.config.editor_model, device=self.editor_device, precision=self.config.editor_precision
+            )
+            object.__setattr__(self, "_editor", editor)
+        return self._editor
+
+    @editor.setter
+    def editor(self, editor) -> None:
+        """Use an already built editor (anything with the ``relevance`` / ``edit`` methods)."""
+        object.__setattr__(self, "_editor", editor)
+
+    def current_settings(self) -> dict[str, Any]:
+        """Instruction and guidance as set in the viewer (defaults: the config), validated."""
+        instruction = str(self.viewer_instruction.value).strip()
+        tau = float(self.viewer_tau.value)
+        if not instruction:
+            raise InvalidInputError("the instruction is empty: type one in the viewer's Instruction field")
+        if not 0.0 <= tau <= 1.0:
+            raise InvalidInputError(f"mask threshold must lie in [0, 1], got {tau}")
+        return {
+            "instruction": instruction,
+            "mask_threshold": tau,
+            "text_guidance": float(self.viewer_text_guidance.value),
+            "image_guidance": float(self.viewer_image_guidance.value),
+        }
+
+    # --- one dataset update --------------------------------------------------------------------------
+    def _autocast_off(self) -> ExitStack:
+        """Diffusion runs in the editor's own precision, never under the trainer's autocast."""
+        stack = ExitStack()
+        stack.enter_context(torch.autocast(device_type="cpu", enabled=False))
+        if torch.cuda.is_available():
+            stack.enter_context(torch.autocast(device_type="cuda", enabled=False))
+        return stack
+
+    def _generator(self) -> torch.Generator:
+        """CPU generator for this update (start noise level, then the editor's draws), seeded by update count,
+        so a resumed run draws what an uninterrupted one would."""
+        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + int(self.datamanager.edits_done))
+
+    def compute_relevance(self, index: int, generator: torch.Generator | None = None) -> None:
+        """Relevance map of the view's ORIGINAL capture (paper 4.1), stored for the relevance field."""
+        settings = self.current_settings()
+        original = self.datamanager.original_image(index).to(self.editor_device)
+        with self._autocast_off():
+            result = self.editor.relevance(
+                original, settings["instruction"], t_rel=self.config.t_rel, generator=generator
+            )
+        self.datamanager.set_relevance(index, result.pixel)
+
+    @torch.no_grad()
+    def render_view(self, index: int) -> tuple[Tensor, Tensor]:
+        """Full-image render of training view ``index`` with its true camera index: appearance embedding
+        and pose correction of that view (train-mode field). Returns rgb (1,3,H,W), relevance (1,1,H,W)."""
+        cameras = self.datamanager.train_dataset.cameras.to(self.device)
+        ray_bundle = cameras.generate_rays(camera_indices=index, keep_shape=True)
+        was_training = self.model.training
+        self.model.train()
+        try:
+            outputs = self.model.get_outputs_for_camera_ray_bundle(ray_bundle)
+        finally:
+            self.model.train(was_training)
+        rgb = outputs["rgb"].clamp(0.0, 1.0).permute(2, 0, 1)[None]
+        relevance = outputs[RELEVANCE].clamp(0.0, 1.0).permute(2, 0, 1)[None]
+        return rgb, relevance
+
+    def edit_view(self, index: int | None = None) -> int:
+        """One relevance-guided dataset update (paper 4.3); returns the edited view's dataset index."""
+        settings = self.current_settings()
+        datamanager = self.datamanager
+        index = datamanager.view_due(self.config.seed) if index is None else index
+        generator = self._generator()
+        low, high = self.config.edit_noise_range
+        start_noise = low + (high - low) * float(torch.rand((), generator=generator))
+        first_visit = not datamanager.has_relevance(index)
+        if first_visit:
+            self.compute_relevance(index, generator)
+        rgb, relevance = self.render_view(index)
+        if first_visit:  # the relevance field has not seen this view's map yet: use the map itself
+            relevance = datamanager.relevance_map(index)
+        original = datamanager.original_image(index).to(self.editor_device)
+        with self._autocast_off():
+            result = self.editor.edit(
+                rgb.to(self.editor_device),
+                settings["instruction"],
+                condition_image=original,
+                relevance=relevance.to(self.editor_device),
+                mask_threshold=settings["mask_threshold"],
+                text_guidance=settings["text_guidance"],
+                image_guidance=settings["image_guidance"],
+                num_steps=self.config.edit_steps,
+                start_noise=start_noise,
+                composite_source=original,
+                t_rel=self.config.t_rel,
+                generator=generator,
+            )
+        datamanager.set_edited_image(index, result.image)
+        if self.export_dir is not None:
+            export_edited_dataset(datamanager, self.export_dir, indices=[index])
+        return index
+
+    # --- schedule ------------------------------------------------------------------------------------
+    def prepare_relevance(self) -> None:
+        """Up-front option: every view's relevance map, then a warm-up of the relevance head alone."""
+        missing = [i for i in range(self.datamanager.num_views) if not self.datamanager.has_relevance(i)]
+        for index in track(missing, description="relevance maps of the captures", transient=True):
+            self.compute_relevance(index, self._generator())
+        if self.config.relevance_warmup_iters > 0:
+            self.warm_up_relevance(self.config.relevance_warmup_iters)
+
+    def warm_up_relevance(self, num_iters: int) -> None:
+        """Train only the relevance head on the stored maps (Adam on its own parameter group)."""
+        params = list(self.model.field.relevance_head.parameters())
+        optimizer = torch.optim.Adam(params, lr=1e-2)
+        self.model.train()
+        for step in track(range(num_iters), description="relevance head warm-up", transient=True):
+            ray_bundle, batch = self.datamanager.next_train(step)
+            loss = self.model.relevance_loss(self.model(ray_bundle), batch)
+            assert loss is not None
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    def load_base_checkpoint(self) -> None:
+        assert self.config.base_checkpoint is not None
+        load_base_checkpoint(self.model, self.config.base_checkpoint, self.datamanager.num_views)
+
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> list[TrainingCallback]:
+        callbacks = super().get_training_callbacks(training_callback_attributes)
+        trainer = training_callback_attributes.trainer
+        resuming = trainer is not None and (trainer.config.load_dir or trainer.config.load_checkpoint)
+        if self.config.base_checkpoint is not None and not resuming:
+            self.load_base_checkpoint()
+        elif not resuming:
+            CONSOLE.print(
+                "[yellow]No --pipeline.base-checkpoint or --load-dir: the edit starts from an untrained NeRF "
+                "(train nerfacto / nerfacto-tiny first and pass its run folder)"
+            )
+        if trainer is not None and self.config.export_dataset:
+            self.export_dir = Path(trainer.base_dir) / "edited_dataset"
+            export_edited_dataset(self.datamanager, self.export_dir)
+
+        def update(step: int) -> None:
+            if self.config.relevance_up_front and not bool(self.datamanager.relevance_valid.all()):
+                self.prepare_relevance()
+            index = self.edit_view()
+            CONSOLE.log(f"step {step}: edited view {index} ({int(self.datamanager.edits_done)} updates)")
+
+        callbacks.append(
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
+                update_every_num_iters=self.config.edit_every,
+                func=update,
+            )
+        )
+        return callbacks
+
+    def load_pipeline(self, loaded_state: dict[str, Any], step: int) -> None:
+        """Resume (``--load-dir``) or evaluation loading: refuse another scene's checkpoint, report key
+        differences (a plain nerfacto checkpoint has no relevance head), then nerfstudio's loading."""
+        state = model_state(loaded_state)
+        check_view_count(state, len(self.datamanager.train_dataset), "the checkpoint")
+        expected = set(self.model.state_dict())
+        report_keys(f"checkpoint step {step}", sorted(expected - set(state)), sorted(set(state) - expected))
+        super().load_pipeline(loaded_state, step)
