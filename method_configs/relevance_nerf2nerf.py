@@ -23,12 +23,14 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 from nerfstudio.utils.writer import EventName
 
+from relevance_nerf2nerf.errors import report_uncaught_errors_as_one_line
 from relevance_nerf2nerf.nerf.checkpoints import allow_numpy_in_checkpoints
 from relevance_nerf2nerf.nerf.datamanager import RelevanceDataManagerConfig
 from relevance_nerf2nerf.nerf.model import RELEVANCE_PARAM_GROUP, RelevanceNerfactoModelConfig
 from relevance_nerf2nerf.nerf.pipeline import RelevanceNerf2NerfPipelineConfig
 
 allow_numpy_in_checkpoints()
+report_uncaught_errors_as_one_line()
 
 
 def _logging() -> LoggingConfig:

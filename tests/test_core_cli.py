@@ -7,18 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from relevance_nerf2nerf.cli.edit import main
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -18,15 +18,6 @@ from relevance_nerf2nerf.errors import InvalidInputError, ModelNotFoundError, Re
 INSTRUCTION = "make the ball blue"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared CPU run far faster without thread oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def editor(tiny_ip2p_dir):
     return load_editor(tiny_ip2p_dir)

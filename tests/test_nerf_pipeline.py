@@ -79,15 +79,6 @@ class RecolourEditor:
         return EditResult(image=torch.where(mask, edited, source), relevance=relevance, mask=mask)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """2 shared cores: one thread per process is several times faster than two here."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> Path:
     info = generate_scene(tmp_path_factory.mktemp("scene"), seed=0, num_views=10, width=32, height=32)
