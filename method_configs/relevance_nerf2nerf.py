@@ -6,8 +6,9 @@
 - ``relevance-nerf2nerf-tiny``: the CPU preset used by the tests and the demo.
 
 Importing this module allow-lists numpy's scalar classes for weights-only checkpoint loading, so
-ns-render / ns-viewer / ns-eval load these methods' checkpoints on torch >= 2.6. diffusers is never
-imported here.
+ns-render / ns-viewer / ns-eval load these methods' checkpoints on torch >= 2.6. All four save their
+checkpoints atomically (``RelevanceTrainerConfig``), so a run killed while saving still resumes.
+diffusers is never imported here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from relevance_nerf2nerf.nerf.checkpoints import allow_numpy_in_checkpoints
 from relevance_nerf2nerf.nerf.datamanager import RelevanceDataManagerConfig
 from relevance_nerf2nerf.nerf.model import RELEVANCE_PARAM_GROUP, RelevanceNerfactoModelConfig
 from relevance_nerf2nerf.nerf.pipeline import RelevanceNerf2NerfPipelineConfig
+from relevance_nerf2nerf.nerf.trainer import RelevanceTrainerConfig
 
 allow_numpy_in_checkpoints()
 report_uncaught_errors_as_one_line()
@@ -90,7 +92,7 @@ def _tiny_model() -> RelevanceNerfactoModelConfig:
 def _editing(
     name: str, model: RelevanceNerfactoModelConfig, *, rays: int, iterations: int, cpu: bool, **pipeline
 ) -> TrainerConfig:
-    return TrainerConfig(
+    return RelevanceTrainerConfig(
         method_name=name,
         steps_per_eval_batch=500,
         steps_per_eval_image=500,
@@ -115,7 +117,7 @@ def _editing(
 
 
 nerfacto_tiny = MethodSpecification(
-    config=TrainerConfig(
+    config=RelevanceTrainerConfig(
         method_name="nerfacto-tiny",
         steps_per_eval_batch=500,
         steps_per_eval_image=500,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,7 +122,6 @@ class RelevanceNerf2NerfPipeline(VanillaPipeline):
         self.viewer_image_guidance = ViewerSlider(
             "Image guidance (s_I)", config.image_guidance, 0.0, 5.0, 0.1
         )
-        object.__setattr__(self, "_editor", None)  # never a registered submodule: not in checkpoints
         self.export_dir: Path | None = None
 
     @property
@@ -137,23 +137,21 @@ class RelevanceNerf2NerfPipeline(VanillaPipeline):
             else torch.device(self.device)
         )
 
-    @property
+    @cached_property
     def editor(self):
-        """The RelevanceEditor, loaded on first use (diffusers is imported only then)."""
-        if self._editor is None:
-            from relevance_nerf2nerf.diffusion.editor import load_editor
+        """The RelevanceEditor, loaded on first use (diffusers is imported only then).
 
-            CONSOLE.print(f"Loading editor {self.config.editor_model} on {self.editor_device}...")
-            editor = load_editor(
-                self.config.editor_model, device=self.editor_device, precision=self.config.editor_precision
-            )
-            object.__setattr__(self, "_editor", editor)
-        return self._editor
+        Assign an already built editor (anything with the ``relevance`` / ``edit`` methods) to use it instead.
+        A ``cached_property`` on purpose: nerfstudio's viewer calls every attribute of the pipeline when it
+        looks for controls (``parse_object``) but skips cached properties, so ns-viewer never loads IP2P.
+        The editor is a plain attribute, not a submodule: it is never part of a checkpoint.
+        """
+        from relevance_nerf2nerf.diffusion.editor import load_editor
 
-    @editor.setter
-    def editor(self, editor) -> None:
-        """Use an already built editor (anything with the ``relevance`` / ``edit`` methods)."""
-        object.__setattr__(self, "_editor", editor)
+        CONSOLE.print(f"Loading editor {self.config.editor_model} on {self.editor_device}...")
+        return load_editor(
+            self.config.editor_model, device=self.editor_device, precision=self.config.editor_precision
+        )
 
     def current_settings(self) -> dict[str, Any]:
         """Instruction and guidance as set in the viewer (defaults: the config), validated."""
