@@ -1,0 +1,392 @@
+"""Train the toy instruction editor bundled in ``relevance_nerf2nerf/assets/toy-editor`` (CPU, ~40 min).
+
+    python -m relevance_nerf2nerf.toy_editor.train            # the recipe of the committed weights
+    python -m relevance_nerf2nerf.toy_editor.train --help
+
+Recipe (chosen to converge on two CPU cores, where a pixel-space epsilon model did not):
+1. Data: random synthetic scenes from random cameras at 64x64; each view edited by recolouring one named
+   object ("make the cone blue" / "turn the cone blue"), see ``data.py``.
+2. The architecture is ``diffusion.tiny.build_instruct_pix2pix`` (IP2P's exact diffusers layout) with a VAE
+   of latent factor 4, first trained alone as an autoencoder (tiny KL weight) and then frozen; its
+   ``scaling_factor`` is set so scaled latents have unit variance. Latents are computed once.
+3. The UNet (8 input channels on 16x16x4 latents) and the text encoder learn v-prediction (well conditioned at
+   every noise level: ~x0 at high noise, ~epsilon at low noise), large learning rate with warm-up and cosine
+   decay, timesteps uniform plus extra weight around t_rel = 0.8 where relevance maps are computed.
+4. IP2P-style conditioning dropout: empty text, zero image latents, or both. Half of the empty-text samples
+   target the unedited source ("no change"), so the empty-text branch stays close to the input and
+   |eps_text - eps_img| (paper eq. 2) lights up on the named object; the other half target the edit as in
+   IP2P, so at low noise the branches agree and sampling does not compound guidance.
+5. The pipeline is saved with ``save_pretrained`` (DDIM scheduler, SD-1.x betas, ``prediction_type``
+   v_prediction) and evaluated through the public ``load_editor`` on held-out scenes (``evaluate.py``).
+
+The committed weights are this recipe (phase 1, seed 0) continued with ``--init-from`` on new scenes at a
+lower learning rate (phase 2, seed 1); the exact commands, logs and measured quality are in
+``assets/toy-editor/README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
+from relevance_nerf2nerf.toy_editor.data import VOCABULARY, Triplets, make_triplets
+
+
+@dataclass
+class TrainConfig:
+    """Toy editor training; the defaults are the recipe of the committed weights."""
+
+    output_dir: Path = TOY_EDITOR_DIR
+    seed: int = 0
+    init_from: Path | None = None
+    """Continue from a saved editor directory: its VAE stays frozen and the autoencoder phase is skipped."""
+    threads: int = 1  # on a shared 2-core machine one thread was 2-7x faster than two
+    # data
+    num_scenes: int = 1500
+    views_per_scene: int = 4
+    edits_per_view: int = 2
+    size: int = 64
+    # architecture
+    vae_channels: tuple[int, ...] = (32, 64, 64)
+    unet_channels: tuple[int, ...] = (32, 64, 128)
+    text_dim: int = 64
+    text_layers: int = 2
+    prediction_type: Literal["v_prediction", "sample", "epsilon"] = "v_prediction"
+    # autoencoder phase
+    vae_steps: int = 400
+    vae_batch_size: int = 16
+    vae_lr: float = 2e-3
+    kl_weight: float = 1e-6
+    # diffusion phase
+    unet_steps: int = (
+        0  # 0: as many as fit in unet_minutes (measured on the first steps, then fixed and logged)
+    )
+    unet_minutes: float = 50.0
+    checkpoint_every: int = 500  # save the pipeline every N steps (a run cut short still leaves weights)
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr: float = 5e-5
+    warmup_steps: int = 150
+    drop_text: float = 0.1
+    drop_image: float = 0.05
+    drop_both: float = 0.05
+    identity_fraction: float = 0.5  # of empty-text samples, the share whose target is the unedited source
+    t_rel_fraction: float = 0.15  # share of timesteps drawn around t_rel = 0.8
+    # evaluation (held-out scenes, public loader)
+    eval_samples: int = 24
+    log_name: str = "training_log.txt"
+    extra: dict = field(default_factory=dict)
+
+
+class Logger:
+    """Prints through rich and appends the same lines to the training log."""
+
+    def __init__(self, path: Path) -> None:
+        from rich.console import Console
+
+        self.console = Console()
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        line = f"[{time.perf_counter() - self.start:7.1f}s] {message}"
+        self.console.print(line, highlight=False, markup=False)
+        with self.path.open("a") as f:
+            f.write(line + "\n")
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )  # fmt: skip
+
+
+def _to_model(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float in [-1, 1] (diffusers' VAE convention)."""
+    return images_uint8.float() / 127.5 - 1.0
+
+
+def train_autoencoder(vae, data: Triplets, cfg: TrainConfig, log: Logger, gen: torch.Generator) -> None:
+    """Phase 1: the VAE alone, reconstruction (L1 + MSE) with a tiny KL term."""
+    images = torch.cat([data.sources, data.targets])
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    vae.train()
+    with _progress() as progress:
+        task = progress.add_task("autoencoder", total=cfg.vae_steps, info="")
+        for step in range(cfg.vae_steps):
+            lr = (
+                cfg.vae_lr
+                * min(1.0, (step + 1) / 50)
+                * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.vae_steps)))
+            )
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+            x = _to_model(images[torch.randint(len(images), (cfg.vae_batch_size,), generator=gen)])
+            posterior = vae.encode(x).latent_dist
+            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+            recon = vae.decode(z).sample
+            loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + cfg.kl_weight * posterior.kl().mean()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            progress.update(task, advance=1, info=f"loss {loss.item():.4f}")
+            if step % 100 == 0 or step == cfg.vae_steps - 1:
+                log(f"autoencoder step {step}: loss {loss.item():.4f} lr {lr:.2e}")
+    vae.eval()
+    vae.requires_grad_(False)
+
+
+@torch.no_grad()
+def encode_all(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Unscaled latents (``latent_dist.mode()``, IP2P's conditioning convention) of uint8 images."""
+    return torch.cat(
+        [
+            vae.encode(_to_model(images[i : i + batch])).latent_dist.mode()
+            for i in range(0, len(images), batch)
+        ]
+    )
+
+
+@torch.no_grad()
+def autoencoder_psnr(vae, images: torch.Tensor) -> float:
+    x = _to_model(images)
+    recon = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+    mse = ((recon - x) / 2).pow(2).mean().item()
+    return -10 * math.log10(max(mse, 1e-12))
+
+
+def sample_timesteps(n: int, cfg: TrainConfig, num_train: int, gen: torch.Generator) -> torch.Tensor:
+    """Uniform over the schedule, plus ``t_rel_fraction`` drawn within +-50 of t_rel = 0.8."""
+    uniform = torch.randint(num_train, (n,), generator=gen)
+    around = (0.8 * num_train + torch.randint(-50, 51, (n,), generator=gen)).clamp(0, num_train - 1)
+    pick = torch.rand(n, generator=gen) < cfg.t_rel_fraction
+    return torch.where(pick, around, uniform).long()
+
+
+def save_pipeline(output_dir: Path, vae, text_encoder, tokenizer, unet, scheduler) -> None:
+    """``save_pretrained`` as a ``StableDiffusionInstructPix2PixPipeline`` (safetensors, fp32)."""
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    pipe = StableDiffusionInstructPix2PixPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(output_dir, safe_serialization=True)
+    write_vocab_and_merges(Path(output_dir) / "tokenizer")
+
+
+def write_vocab_and_merges(tokenizer_dir: Path) -> None:
+    """Also write vocab.json + merges.txt beside tokenizer.json (transformers 5 writes only the latter), so
+    the slow ``CLIPTokenizer`` of transformers 4.x loads the folder too."""
+    model = json.loads((tokenizer_dir / "tokenizer.json").read_text())["model"]
+    merges = [m.split(" ") if isinstance(m, str) else m for m in model["merges"]]
+    (tokenizer_dir / "vocab.json").write_text(json.dumps(model["vocab"]))
+    (tokenizer_dir / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+
+
+def train(cfg: TrainConfig) -> dict:
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from relevance_nerf2nerf.diffusion.tiny import DEFAULT_WORDS, build_instruct_pix2pix
+
+    torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    output_dir = Path(cfg.output_dir)
+    log = Logger(output_dir / cfg.log_name)
+    log(f"config: {json.dumps(asdict(cfg), default=str)}")
+    log(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {cfg.threads} threads")
+
+    t0 = time.perf_counter()
+    data = make_triplets(
+        cfg.num_scenes,
+        views_per_scene=cfg.views_per_scene,
+        edits_per_view=cfg.edits_per_view,
+        size=cfg.size,
+        seed=cfg.seed,
+    )
+    seconds = time.perf_counter() - t0
+    log(f"data: {len(data.sources)} views, {len(data)} edits from {cfg.num_scenes} scenes ({seconds:.0f}s)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = cfg.init_from or tmp
+        if cfg.init_from is None:
+            build_instruct_pix2pix(
+                tmp,
+                seed=cfg.seed,
+                unet_channels=cfg.unet_channels,
+                vae_channels=cfg.vae_channels,
+                text_dim=cfg.text_dim,
+                text_layers=cfg.text_layers,
+                vocabulary=tuple(dict.fromkeys(DEFAULT_WORDS + VOCABULARY)),
+                prediction_type=cfg.prediction_type,
+                scheduler="ddim",
+            )
+        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet")
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae")
+        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder")
+        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
+        scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler")
+    counts = {
+        name: sum(p.numel() for p in m.parameters())
+        for name, m in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder))
+    }
+    log(f"parameters: {counts}")
+
+    # Phase 1: autoencoder.
+    t0 = time.perf_counter()
+    if cfg.init_from is None:
+        train_autoencoder(vae, data, cfg, log, gen)
+    else:
+        vae.eval()
+        vae.requires_grad_(False)
+        log(f"continuing from {cfg.init_from}: autoencoder kept frozen")
+    held = make_triplets(
+        8, views_per_scene=2, edits_per_view=1, size=cfg.size, seed=cfg.seed, seed_offset=10**6
+    )
+    psnr = autoencoder_psnr(vae, held.sources)
+    cond = encode_all(vae, data.sources)
+    target_raw = encode_all(vae, data.targets)
+    scaling = float(1.0 / cond.std()) if cfg.init_from is None else float(vae.config.scaling_factor)
+    vae.register_to_config(scaling_factor=scaling)
+    seconds = time.perf_counter() - t0
+    log(f"autoencoder: {seconds:.0f}s, held-out PSNR {psnr:.2f} dB, scaling_factor {scaling:.4f}")
+
+    # Phase 2: UNet + text encoder on precomputed latents.
+    alphas = scheduler.alphas_cumprod.float()
+    num_train = len(alphas)
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        ids = tokenizer(
+            texts,
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return text_encoder(ids)[0]
+
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+    unet.train()
+    text_encoder.train()
+    source_z = cond * scaling
+    target_z = target_raw * scaling
+    num_edits = len(data)
+
+    def step_fn(step: int, total: int) -> float:
+        warm = min(1.0, (step + 1) / cfg.warmup_steps)
+        progress_frac = min(1.0, step / max(1, total))
+        lr = warm * (cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress_frac)))
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        k = torch.randint(num_edits, (cfg.batch_size,), generator=gen)
+        src = data.source_index[k]
+        z0 = target_z[k].clone()
+        c = cond[src].clone()
+        texts = [data.instructions[i] for i in k.tolist()]
+        u = torch.rand(cfg.batch_size, generator=gen)
+        identity = torch.rand(cfg.batch_size, generator=gen) < cfg.identity_fraction
+        no_text = u < cfg.drop_text + cfg.drop_both
+        no_image = (u >= cfg.drop_text) & (u < cfg.drop_text + cfg.drop_both + cfg.drop_image)
+        for i in range(cfg.batch_size):
+            if no_text[i]:
+                texts[i] = ""
+                if identity[i] and not no_image[i]:
+                    z0[i] = source_z[src[i]]
+        c[no_image] = 0.0
+        t = sample_timesteps(cfg.batch_size, cfg, num_train, gen)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noise = torch.randn(z0.shape, generator=gen)
+        z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        if cfg.prediction_type == "v_prediction":
+            target = a.sqrt() * noise - (1 - a).sqrt() * z0
+        elif cfg.prediction_type == "sample":
+            target = z0
+        else:
+            target = noise
+        pred = unet(torch.cat([z_t, c], dim=1), t, encoder_hidden_states=embed(texts)).sample
+        loss = F.mse_loss(pred, target)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimiser.step()
+        return loss.item()
+
+    total = cfg.unet_steps
+    t0 = time.perf_counter()
+    losses: list[float] = []
+    with _progress() as progress:
+        task = progress.add_task("editor", total=total or None, info="")
+        step = 0
+        while total == 0 or step < total:
+            losses.append(step_fn(step, total or 10**9))
+            step += 1
+            if total == 0 and step == 30:
+                per_step = (time.perf_counter() - t0) / step
+                total = max(step + 1, int(cfg.unet_minutes * 60 / per_step))
+                log(f"{per_step:.3f} s/step on {step} steps: {total} steps fit {cfg.unet_minutes} min")
+                progress.update(task, total=total)
+            window = losses[-50:]
+            progress.update(task, advance=1, info=f"loss {sum(window) / len(window):.4f}")
+            if step % cfg.checkpoint_every == 0 and step != total:
+                save_pipeline(output_dir, vae, text_encoder, tokenizer, unet, scheduler)
+                log(f"checkpoint saved at step {step}")
+            if step % 200 == 0 or step == total:
+                average, seconds = sum(window) / len(window), time.perf_counter() - t0
+                log(f"editor step {step}/{total}: loss(avg50) {average:.4f} ({seconds:.0f}s)")
+    log(f"editor training: {step} steps in {time.perf_counter() - t0:.0f}s")
+
+    save_pipeline(output_dir, vae, text_encoder, tokenizer, unet, scheduler)
+    size_mb = sum(p.stat().st_size for p in output_dir.rglob("*") if p.is_file()) / 2**20
+    log(f"saved to {output_dir} ({size_mb:.1f} MiB)")
+    summary = {
+        "config": json.loads(json.dumps(asdict(cfg), default=str)),
+        "steps": step,
+        "autoencoder_psnr_db": psnr,
+        "final_loss": sum(losses[-50:]) / len(losses[-50:]),
+        "parameters": counts,
+    }
+
+    (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    if cfg.eval_samples > 0:
+        from relevance_nerf2nerf.toy_editor.evaluate import evaluate_editor
+
+        metrics = evaluate_editor(output_dir, num_samples=cfg.eval_samples, seed=cfg.seed, log=log)
+        summary["evaluation"] = metrics
+        (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main() -> None:
+    import tyro
+
+    train(tyro.cli(TrainConfig))
+
+
+if __name__ == "__main__":
+    main()
