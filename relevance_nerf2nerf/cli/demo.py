@@ -81,7 +81,7 @@ class DemoCommand:
     seed: int = 0
     """Seed of the editing pipeline (view order, noise levels, diffusion noise)."""
     extra_edit_args: list[str] = field(default_factory=list)
-    """Further ns-train arguments for the editing run, e.g. --extra-edit-args --pipeline.edit-every 5."""
+    """Further ns-train arguments for the editing run, e.g. --extra-edit-args=--pipeline.edit-every 5."""
 
 
 @dataclass
