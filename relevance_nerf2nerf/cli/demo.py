@@ -36,6 +36,7 @@ import torch
 import tyro
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
+from relevance_nerf2nerf.diffusion.images import psnr
 from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError
 from relevance_nerf2nerf.scenes.spec import COLOURS, SHAPES
 
@@ -173,11 +174,6 @@ def _render_all(pipeline) -> dict[str, torch.Tensor]:
             if "relevance" in result:
                 outputs["relevance"].append(result["relevance"][..., 0].clamp(0, 1).cpu())
     return {key: torch.stack(value) for key, value in outputs.items() if value}
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a.float() - b.float()).pow(2).mean().item()
-    return float(-10 * np.log10(max(mse, 1e-10)))
 
 
 def measure(

@@ -7,6 +7,7 @@ of the latent grid factor are reflect-padded before encoding and cropped back af
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -114,3 +115,12 @@ def mask_to_uint8(mask: torch.Tensor) -> np.ndarray:
 def side_by_side(panels: Sequence[np.ndarray]) -> np.ndarray:
     """Concatenate (H, W, 3) uint8 panels horizontally."""
     return np.concatenate(list(panels), axis=1)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of two images (or pixel sets) in [0, 1], computed in float32.
+
+    Identical inputs are capped at 100 dB.
+    """
+    mse = (a.float() - b.float()).pow(2).mean().item()
+    return -10.0 * math.log10(max(mse, 1e-10))

@@ -13,7 +13,6 @@ the object.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
+from relevance_nerf2nerf.diffusion.images import psnr
 from relevance_nerf2nerf.scenes.render import cast
 from relevance_nerf2nerf.scenes.spec import COLOURS, random_cameras, random_scene_spec
 from relevance_nerf2nerf.toy_editor.data import HELD_OUT_SEED_OFFSET, instruction
@@ -58,11 +58,6 @@ def held_out_samples(num_samples: int, *, seed: int = 0, size: int = 64) -> list
         image = (image * 255).round() / 255  # what a PNG on disk holds
         samples.append(HeldOutSample(image, instruction(obj.shape, colour), colour, mask, references))
     return samples
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a - b).pow(2).mean().item()
-    return -10 * math.log10(max(mse, 1e-10))
 
 
 def score_edit(sample: HeldOutSample, edited: torch.Tensor) -> dict[str, float]:

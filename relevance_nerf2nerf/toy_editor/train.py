@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
+from relevance_nerf2nerf.diffusion.images import psnr
 from relevance_nerf2nerf.toy_editor.data import VOCABULARY, Triplets, make_triplets
 
 
@@ -167,8 +168,7 @@ def encode_all(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
 def autoencoder_psnr(vae, images: torch.Tensor) -> float:
     x = _to_model(images)
     recon = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
-    mse = ((recon - x) / 2).pow(2).mean().item()
-    return -10 * math.log10(max(mse, 1e-12))
+    return psnr((recon + 1) / 2, (x + 1) / 2)
 
 
 def sample_timesteps(n: int, cfg: TrainConfig, num_train: int, gen: torch.Generator) -> torch.Tensor:
