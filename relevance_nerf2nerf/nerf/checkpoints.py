@@ -110,6 +110,15 @@ def _save_png(array: torch.Tensor, path: Path) -> None:
     Image.fromarray(data[..., 0] if data.shape[-1] == 1 else data).save(path)
 
 
+def _camera_model_name(camera_type: int) -> str:
+    """nerfstudio's transforms.json name of a CameraType value (OPENCV for perspective cameras)."""
+    from nerfstudio.cameras.cameras import CAMERA_MODEL_TO_TYPE
+
+    names = {kind.value: name for name, kind in reversed(CAMERA_MODEL_TO_TYPE.items())}
+    names[CAMERA_MODEL_TO_TYPE["OPENCV"].value] = "OPENCV"
+    return names[camera_type]
+
+
 def export_edited_dataset(
     datamanager: RelevanceDataManager, output_dir: Path, indices: list[int] | None = None
 ) -> Path:
@@ -148,6 +157,6 @@ def export_edited_dataset(
         if datamanager.has_relevance(i):
             frame["relevance_path"] = f"relevance/{name}"
         frames.append(frame)
-    transforms = {"camera_model": "OPENCV", "frames": frames}
+    transforms = {"camera_model": _camera_model_name(int(cameras.camera_type.flatten()[0])), "frames": frames}
     (output_dir / "transforms.json").write_text(json.dumps(transforms, indent=2))
     return output_dir
