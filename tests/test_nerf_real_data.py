@@ -26,7 +26,9 @@ from method_configs.relevance_nerf2nerf import relevance_nerf2nerf_tiny  # noqa:
 from relevance_nerf2nerf.nerf.model import RELEVANCE_TARGET  # noqa: E402
 from relevance_nerf2nerf.nerf.pipeline import RelevanceNerf2NerfPipeline  # noqa: E402
 
-FERN = Path(os.environ.get("RELEVANCE_FERN_DIR", "/work/shared/data/llff-fern"))
+# The shared data folder sits beside the repository (../shared), on developer machines and in CI alike.
+SHARED_FERN = Path(__file__).resolve().parents[2] / "shared" / "data" / "llff-fern"
+FERN = Path(os.environ.get("RELEVANCE_FERN_DIR", SHARED_FERN))
 HEIGHT, WIDTH = 189, 252  # images_2: the dataset's 504x378 halved
 TRAIN_ITERS = 60
 VIEW = 5
