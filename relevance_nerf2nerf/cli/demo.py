@@ -1,4 +1,4 @@
-"""``relevance-demo`` (``make demo``): the whole method end to end on a CPU, in about 10 minutes.
+"""``relevance-demo`` (``make demo``): the whole method end to end on a CPU, in about 7 minutes.
 
 1. generate a synthetic scene (``relevance_nerf2nerf.scenes``) with ground-truth object masks;
 2. ``ns-train nerfacto-tiny`` on it: the unedited base scene;
@@ -55,7 +55,7 @@ class DemoCommand:
     """Where the scene, the runs, the renders and metrics.json go."""
     base_iterations: int = 1500
     """Iterations of the base reconstruction."""
-    edit_iterations: int = 600
+    edit_iterations: int = 1000
     """Iterations of scene editing after the base checkpoint (one view is edited every 10)."""
     editor_model: str = str(TOY_EDITOR_DIR)
     """InstructPix2Pix weights: the bundled toy editor, a local diffusers folder or a hub id."""
