@@ -193,44 +193,31 @@ def build_components(
     return dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=noise_scheduler)
 
 
-def build_instruct_pix2pix(
-    directory: str | Path,
-    *,
-    seed: int = 0,
-    unet_channels: Sequence[int] = (32, 64),
-    vae_channels: Sequence[int] = (32, 64),
-    text_dim: int = 32,
-    text_layers: int = 2,
-    vocabulary: Sequence[str] = DEFAULT_WORDS,
-    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon",
-    scheduler: Literal["euler_ancestral", "ddim"] = "euler_ancestral",
-    model_max_length: int = 16,
-    layers_per_block: int = 1,
-    attention_head_dim: int | None = None,
-    vae_layers_per_block: int = 1,
-) -> Path:
-    """Build a randomly initialised ``StableDiffusionInstructPix2PixPipeline`` (see :func:`build_components`)
-    and ``save_pretrained`` it to ``directory`` (no safety checker). Returns ``directory``."""
+def save_pipeline(directory: str | Path, components: dict[str, Any]) -> Path:
+    """``save_pretrained`` IP2P components as a ``StableDiffusionInstructPix2PixPipeline`` (safetensors, no
+    safety checker) into ``directory``, with the tokenizer's vocab.json + merges.txt too. Returns it."""
     from diffusers import StableDiffusionInstructPix2PixPipeline
 
-    components = build_components(
-        seed=seed,
-        unet_channels=unet_channels,
-        vae_channels=vae_channels,
-        text_dim=text_dim,
-        text_layers=text_layers,
-        vocabulary=vocabulary,
-        prediction_type=prediction_type,
-        scheduler=scheduler,
-        model_max_length=model_max_length,
-        layers_per_block=layers_per_block,
-        attention_head_dim=attention_head_dim,
-        vae_layers_per_block=vae_layers_per_block,
-    )
     pipe = StableDiffusionInstructPix2PixPipeline(
         **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(directory)
+    pipe.save_pretrained(directory, safe_serialization=True)
+    write_vocab_and_merges(directory / "tokenizer")
     return directory
+
+
+def write_vocab_and_merges(tokenizer_dir: Path) -> None:
+    """Also write vocab.json + merges.txt beside tokenizer.json (transformers 5 writes only the latter), so
+    the slow ``CLIPTokenizer`` of transformers 4.x loads the folder too."""
+    model = json.loads((tokenizer_dir / "tokenizer.json").read_text())["model"]
+    merges = [m.split(" ") if isinstance(m, str) else m for m in model["merges"]]
+    (tokenizer_dir / "vocab.json").write_text(json.dumps(model["vocab"]))
+    (tokenizer_dir / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+
+
+def build_instruct_pix2pix(directory: str | Path, **options: Any) -> Path:
+    """Build a randomly initialised ``StableDiffusionInstructPix2PixPipeline`` with :func:`build_components`
+    (``options`` are its keyword arguments) and save it to ``directory``. Returns ``directory``."""
+    return save_pipeline(directory, build_components(**options))

@@ -179,38 +179,11 @@ def sample_timesteps(n: int, cfg: TrainConfig, num_train: int, gen: torch.Genera
     return torch.where(pick, around, uniform).long()
 
 
-def save_pipeline(output_dir: Path, vae, text_encoder, tokenizer, unet, scheduler) -> None:
-    """``save_pretrained`` as a ``StableDiffusionInstructPix2PixPipeline`` (safetensors, fp32)."""
-    from diffusers import StableDiffusionInstructPix2PixPipeline
-
-    pipe = StableDiffusionInstructPix2PixPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(output_dir, safe_serialization=True)
-    write_vocab_and_merges(Path(output_dir) / "tokenizer")
-
-
-def write_vocab_and_merges(tokenizer_dir: Path) -> None:
-    """Also write vocab.json + merges.txt beside tokenizer.json (transformers 5 writes only the latter), so
-    the slow ``CLIPTokenizer`` of transformers 4.x loads the folder too."""
-    model = json.loads((tokenizer_dir / "tokenizer.json").read_text())["model"]
-    merges = [m.split(" ") if isinstance(m, str) else m for m in model["merges"]]
-    (tokenizer_dir / "vocab.json").write_text(json.dumps(model["vocab"]))
-    (tokenizer_dir / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
-
-
 def train(cfg: TrainConfig) -> dict:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from relevance_nerf2nerf.diffusion.tiny import DEFAULT_WORDS, build_instruct_pix2pix
+    from relevance_nerf2nerf.diffusion.tiny import DEFAULT_WORDS, build_instruct_pix2pix, save_pipeline
 
     torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
@@ -251,6 +224,7 @@ def train(cfg: TrainConfig) -> dict:
         text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder")
         tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
         scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler")
+    components = dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
     counts = {
         name: sum(p.numel() for p in m.parameters())
         for name, m in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder))
@@ -354,14 +328,14 @@ def train(cfg: TrainConfig) -> dict:
             window = losses[-50:]
             progress.update(task, advance=1, info=f"loss {sum(window) / len(window):.4f}")
             if step % cfg.checkpoint_every == 0 and step != total:
-                save_pipeline(output_dir, vae, text_encoder, tokenizer, unet, scheduler)
+                save_pipeline(output_dir, components)
                 log(f"checkpoint saved at step {step}")
             if step % 200 == 0 or step == total:
                 average, seconds = sum(window) / len(window), time.perf_counter() - t0
                 log(f"editor step {step}/{total}: loss(avg50) {average:.4f} ({seconds:.0f}s)")
     log(f"editor training: {step} steps in {time.perf_counter() - t0:.0f}s")
 
-    save_pipeline(output_dir, vae, text_encoder, tokenizer, unet, scheduler)
+    save_pipeline(output_dir, components)
     size_mb = sum(p.stat().st_size for p in output_dir.rglob("*") if p.is_file()) / 2**20
     log(f"saved to {output_dir} ({size_mb:.1f} MiB)")
     summary = {
