@@ -1,5 +1,10 @@
 """Errors with messages a user can act on. Commands print them as one line and exit non-zero."""
 
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
 
 class RelevanceError(Exception):
     """Base class: the message says what went wrong and what to do about it."""
@@ -11,6 +16,30 @@ class InvalidInputError(RelevanceError, ValueError):
 
 class ModelNotFoundError(RelevanceError):
     """Editor weights could not be loaded (no network, wrong hub id, wrong local directory)."""
+
+
+def check_output_dir(path: Path, flag: str) -> Path:
+    """Raise :class:`InvalidInputError` unless ``path`` is, or can be created as, a writable directory.
+
+    Nothing is created.
+
+    Args:
+        path: the directory a command will write into.
+        flag: the command-line flag that named it (said in the message).
+
+    Returns the absolute path (symlinks resolved).
+    """
+    resolved = Path(path).expanduser().resolve()
+    if resolved.exists() and not resolved.is_dir():
+        raise InvalidInputError(f"{flag} {path} is a file, not a directory: choose a directory")
+    existing = resolved
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidInputError(f"{flag} {path} lies inside the file {existing}: choose a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{flag} {path}: {existing} is not writable: choose a writable directory")
+    return resolved
 
 
 def report_uncaught_errors_as_one_line() -> None:

@@ -35,6 +35,7 @@ def test_shortened_demo_writes_every_artefact(tmp_path):
     short = {"--num-views": "6", "--base-iterations": "20", "--edit-iterations": "10"}
     args = ["--output-dir", str(out), *(item for pair in short.items() for item in pair)]
     assert main(args) == 0
+    [out] = out.iterdir()  # the run's own fresh sub-folder
     record = json.loads((out / "metrics.json").read_text())
     metrics = record["metrics"]
     assert metrics["object"] == "cube" and metrics["target_colour"] == "blue"

@@ -20,6 +20,7 @@ The training stages run ``ns-train`` as subprocesses, exactly as a user would (t
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -37,8 +38,8 @@ import tyro
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
 from relevance_nerf2nerf.diffusion.images import psnr
-from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError
-from relevance_nerf2nerf.scenes.spec import COLOURS, SHAPES
+from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError, check_output_dir
+from relevance_nerf2nerf.scenes.spec import COLOURS, SHAPES, random_scene_spec, ring_cameras
 
 _STEP = re.compile(r"(\d+)\s+\(\s*(\d+(?:\.\d+)?)%\)")
 
@@ -52,7 +53,8 @@ class DemoCommand:
     scene_seed: int = 0
     """Seed of the generated scene (seed 0: an orange cone, a red cube and a purple sphere)."""
     output_dir: Path = Path("demo_outputs")
-    """Where the scene, the runs, the renders and metrics.json go."""
+    """Each run writes its scene, runs, logs, renders and metrics.json into a fresh sub-folder
+    <output-dir>/<UTC date_time>; nothing already there is changed or deleted."""
     base_iterations: int = 1500
     """Iterations of the base reconstruction."""
     edit_iterations: int = 1000
@@ -256,27 +258,94 @@ def write_media(out: Path, truth: torch.Tensor, before: torch.Tensor, after: tor
     return paths
 
 
+_SEED_LIMIT = 2**32
+
+
+def validate(command: DemoCommand) -> None:
+    """Check every setting before anything is written.
+
+    Args:
+        command: the parsed command line.
+
+    Raises :class:`InvalidInputError` (one line naming the flag) for the first unusable setting.
+    """
+    from relevance_nerf2nerf.diffusion.editor import validate_edit_settings
+    from relevance_nerf2nerf.diffusion.ip2p import _looks_like_path, resolve_device
+
+    if command.base_iterations < 1 or command.edit_iterations < 1:
+        raise InvalidInputError("--base-iterations and --edit-iterations must be at least 1")
+    for flag, seed in (("--scene-seed", command.scene_seed), ("--seed", command.seed)):
+        if not 0 <= seed < _SEED_LIMIT:
+            raise InvalidInputError(f"{flag} must be in [0, {_SEED_LIMIT - 1}], got {seed}")
+    if command.num_views < 2:
+        raise InvalidInputError(
+            f"--num-views must be at least 2 (train and eval views), got {command.num_views}"
+        )
+    ring_cameras(command.num_views, command.width, command.height)  # the generator's own size checks
+    validate_edit_settings(
+        command.instruction,
+        mask_threshold=command.mask_threshold,
+        text_guidance=command.text_guidance,
+        image_guidance=command.image_guidance,
+    )
+    spec = random_scene_spec(command.scene_seed, command.num_objects)
+    target_of(command.instruction, [obj.name for obj in spec.objects])
+    if command.device == "cuda":
+        resolve_device("cuda")
+    editor_path = Path(command.editor_model).expanduser()
+    if command.editor_model == str(TOY_EDITOR_DIR) and not (editor_path / "model_index.json").is_file():
+        raise RelevanceError(f"the bundled toy editor is missing from {editor_path}: reinstall the package")
+    path_like = editor_path.exists() or _looks_like_path(command.editor_model)
+    if path_like and not (editor_path / "unet").is_dir():
+        raise InvalidInputError(
+            f"--editor-model {command.editor_model} is not an InstructPix2Pix directory (no unet/): pass a "
+            "directory written by save_pretrained or a hub id"
+        )
+    if not command.edit_method.startswith("relevance-nerf2nerf"):
+        raise InvalidInputError(
+            f"--edit-method {command.edit_method} is not a scene editing method: use relevance-nerf2nerf, "
+            "relevance-nerf2nerf-small or relevance-nerf2nerf-tiny"
+        )
+    check_output_dir(command.output_dir, "--output-dir")
+
+
+def new_run_dir(output_dir: Path) -> Path:
+    """Create and return a fresh ``<output_dir>/<UTC time>`` folder (``-2``, ``-3``... if taken).
+
+    Every run writes only there, so nothing a user (or an earlier run) put in ``output_dir`` is touched.
+
+    Args:
+        output_dir: the ``--output-dir`` (created if missing).
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H%M%S", time.gmtime())
+    for attempt in itertools.count(1):
+        candidate = output_dir / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
+
+
 def run(command: DemoCommand) -> dict:
-    """Run every stage; returns the metrics (also written to ``<output-dir>/metrics.json``)."""
+    """Run every stage; returns the metrics (also written to ``<output-dir>/<run>/metrics.json``).
+
+    Args:
+        command: the parsed command line; it is validated before anything is written.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from relevance_nerf2nerf.scenes import generate_scene, load_scene
 
-    if command.base_iterations < 1 or command.edit_iterations < 1:
-        raise InvalidInputError("--base-iterations and --edit-iterations must be at least 1")
-    if not command.instruction.strip():
-        raise InvalidInputError('the instruction is empty: pass e.g. --instruction "make the cube blue"')
-    editor_path = Path(command.editor_model).expanduser()
-    if command.editor_model == str(TOY_EDITOR_DIR) and not (editor_path / "model_index.json").is_file():
-        raise RelevanceError(f"the bundled toy editor is missing from {editor_path}: reinstall the package")
+    validate(command)
     console = Console()
-    out = command.output_dir
+    out = new_run_dir(command.output_dir)
+    console.print(f"writing this run to {out}")
     runs, scene_dir = out / "runs", out / "scene"
-    for stale in (scene_dir, runs / "demo", out / "logs"):  # a previous demo's outputs would be mixed in
-        shutil.rmtree(stale, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
     stages: list[Stage] = []
 
     start = time.perf_counter()
@@ -351,7 +420,10 @@ def run(command: DemoCommand) -> dict:
         "wall_time_s": {s.name: round(s.seconds, 1) for s in stages},
         "total_wall_time_s": round(sum(s.seconds for s in stages), 1),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(command).items()},
-        "outputs": {k: str(v) for k, v in {**media, "base_run": base_dir, "edit_run": edit_dir}.items()},
+        "outputs": {
+            k: str(v)
+            for k, v in {**media, "run_dir": out, "base_run": base_dir, "edit_run": edit_dir}.items()
+        },
     }
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
 
