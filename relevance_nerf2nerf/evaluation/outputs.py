@@ -1,0 +1,46 @@
+"""Output folders that appear whole or not at all, and never replace what the user had."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from relevance_nerf2nerf.errors import InvalidInputError
+
+
+def check_new_output_dir(path: Path, flag: str = "--output-dir") -> None:
+    """Refuse (one line) an output folder that already holds files, or a path that is a file.
+
+    Args:
+        path: the folder the command will create.
+        flag: the option that named it, for the message.
+    """
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InvalidInputError(
+            f"{flag} {path} already exists and is not empty: choose a new folder (nothing is overwritten)"
+        )
+
+
+@contextmanager
+def staged_output_dir(path: Path) -> Iterator[Path]:
+    """Yield a hidden staging folder beside ``path``; on success it is renamed to ``path`` (atomic on one file
+    system), on any error it is removed, so ``path`` appears complete or not at all.
+
+    Args:
+        path: the final output folder (must be new or empty, see :func:`check_new_output_dir`).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.parent / f".{path.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if path.is_dir():
+        path.rmdir()  # empty (checked before the work started)
+    os.replace(staging, path)
