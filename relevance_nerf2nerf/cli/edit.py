@@ -3,22 +3,27 @@
 Writes the edited image, ``<stem>_relevance.png`` (colour-mapped relevance), ``<stem>_mask.png``,
 ``<stem>.json`` (settings and timings) and, with ``--compare``, ``<stem>_compare.png``
 (input | plain InstructPix2Pix | relevance-guided | relevance). Every input is checked before the model is
-loaded and files are written only once everything succeeded, so a failed run overwrites nothing.
+loaded, including every output path against every input (symlinks and hard links resolved): no output may
+replace the input image or a file of a local model. Outputs are written to temporary names beside their
+destinations and renamed into place only once all of them are written, so a failed run changes nothing.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import tyro
 
 from relevance_nerf2nerf.diffusion.ip2p import DEFAULT_MODEL
-from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError
+from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError, check_output_dir
 
 
 @dataclass
@@ -30,7 +35,8 @@ class EditCommand:
     instruction: str
     """The edit instruction, e.g. "make the ball blue"."""
     output: Path
-    """Where to write the edited image (.png or .jpg); the other outputs go beside it."""
+    """Where to write the edited image (.png or .jpg); the other outputs go beside it. Existing files of these
+    names are replaced once the edit succeeded; an output that is the input is refused."""
     mask_threshold: float = 0.5
     """tau in [0, 1]: pixels with relevance >= tau may change; 0 gives plain InstructPix2Pix."""
     text_guidance: float = 7.5
@@ -96,8 +102,7 @@ def run(command: EditCommand) -> dict[str, Path]:
     )
     if command.output.suffix.lower() not in images.IMAGE_SUFFIXES:
         raise InvalidInputError(f"--output must end in .png, .jpg or .jpeg, got '{command.output}'")
-    if command.output.resolve() == command.image.resolve():
-        raise InvalidInputError("--output is the input image: choose another path so the input is kept")
+    paths = check_output_paths(command)
     image = images.load_image(command.image)
     if command.device == "auto":
         device = resolve_device("cuda" if torch.cuda.is_available() else "cpu")
@@ -140,14 +145,15 @@ def run(command: EditCommand) -> dict[str, Path]:
         )
         timings["plain_ip2p_s"] = time.perf_counter() - start
 
-    paths = command.outputs()
     heatmap = images.colorize(result.relevance[0])
-    images.save_image(result.image, paths["edited"])
-    images.save_image(heatmap, paths["relevance"])
-    images.save_image(images.mask_to_uint8(result.mask[0]), paths["mask"])
+    contents: dict[str, Callable[[Path], object]] = {
+        "edited": partial(images.save_image, result.image),
+        "relevance": partial(images.save_image, heatmap),
+        "mask": partial(images.save_image, images.mask_to_uint8(result.mask[0])),
+    }
     if plain is not None:
         panels = [images.to_uint8(image), images.to_uint8(plain), images.to_uint8(result.image), heatmap]
-        images.save_image(images.side_by_side(panels), paths["compare"])
+        contents["compare"] = partial(images.save_image, images.side_by_side(panels))
     record = {
         **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(command).items()},
         "device": str(device),
@@ -156,8 +162,78 @@ def run(command: EditCommand) -> dict[str, Path]:
         "mask_fraction": result.mask.float().mean().item(),
         "timings": timings,
     }
-    paths["settings"].write_text(json.dumps(record, indent=2) + "\n")
+    contents["settings"] = lambda path: path.write_text(json.dumps(record, indent=2) + "\n")
+    write_all(contents, paths)
     return paths
+
+
+def check_output_paths(command: EditCommand) -> dict[str, Path]:
+    """The outputs of ``command``, checked before anything loads: none may be an input (the image, a file of
+    a local model directory; symlinks and hard links resolved), two outputs may not be one file, none may
+    be an existing directory, and their folder must be creatable.
+
+    Args:
+        command: the parsed command line.
+
+    Returns the output paths by name (see :meth:`EditCommand.outputs`).
+    """
+    paths = command.outputs()
+    check_output_dir(command.output.parent, "--output's folder")
+    inputs = {"--image": command.image}
+    if Path(command.model).expanduser().exists():
+        inputs["--model"] = Path(command.model).expanduser()
+    claimed: dict[Path, str] = {}
+    for name, path in paths.items():
+        if path.is_dir():
+            raise InvalidInputError(
+                f"the {name} output {path} is an existing directory: choose another --output"
+            )
+        resolved = path.resolve()
+        for flag, source in inputs.items():
+            if _is_or_contains(source, path):
+                raise InvalidInputError(
+                    f"the {name} output {path} would overwrite {flag} {source}: choose another --output"
+                )
+        if resolved in claimed:
+            raise InvalidInputError(
+                f"the {name} and {claimed[resolved]} outputs are the same file {resolved}: "
+                "choose another --output"
+            )
+        claimed[resolved] = name
+    return paths
+
+
+def _is_or_contains(source: Path, path: Path) -> bool:
+    """Whether writing ``path`` would change ``source`` (the same file, or a file inside that directory)."""
+    source_resolved, resolved = source.expanduser().resolve(), path.resolve()
+    if resolved == source_resolved or resolved.is_relative_to(source_resolved):
+        return True
+    try:
+        return path.exists() and source.exists() and os.path.samefile(path, source)  # hard links
+    except OSError:
+        return False
+
+
+def write_all(contents: dict[str, Callable[[Path], object]], paths: dict[str, Path]) -> None:
+    """Write every output whole or none: each goes to a temporary name beside its destination, and only
+    when all are written are they renamed into place (a failure removes the temporary files).
+
+    Args:
+        contents: output name -> function writing that output to the path it is given.
+        paths: output name -> destination.
+    """
+    staged: dict[str, Path] = {}
+    try:
+        for name, write in contents.items():
+            target = paths[name]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged[name] = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
+            write(staged[name])
+        for name, temporary in staged.items():
+            os.replace(temporary, paths[name])
+    finally:
+        for temporary in staged.values():
+            temporary.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
