@@ -138,3 +138,84 @@ def test_outputs_appear_whole_or_not_at_all(tiny_ip2p_dir, tmp_path, capsys, mon
     names = {"photo.png", "out.png", "out_mask.png", "out_relevance.png", "out_compare.png", "out.json"}
     assert {p.name for p in tmp_path.iterdir()} == names
     assert Image.open(out).size == (8, 8) and oct(out.stat().st_mode & 0o777) != "0o600"
+
+
+# --- defect 3: every accepted step count works ---------------------------------------------------------
+@pytest.mark.parametrize("num_train_timesteps", [1000, 50, 7])
+@pytest.mark.parametrize("steps_offset", [0, 1])
+@pytest.mark.parametrize("start_noise", [1.0, 0.98, 0.5, 0.02])
+def test_every_step_count_gives_trained_descending_timesteps(num_train_timesteps, steps_offset, start_noise):
+    from relevance_nerf2nerf.diffusion.sampler import ddim_timesteps
+
+    t = num_train_timesteps
+    for steps in sorted({1, 2, 3, t // 2, t - 1, t}):
+        grid = ddim_timesteps(steps, start_noise, t, steps_offset)
+        assert 0 <= min(grid) and max(grid) <= t - 1, (steps, grid[:3])
+        assert all(a > b for a, b in zip(grid, grid[1:])), (steps, grid[:5])
+        if start_noise >= 1.0:
+            assert len(grid) == steps
+
+
+def test_pure_noise_grid_is_diffusers_ddim_wherever_that_works_and_shifted_at_n_equal_t():
+    from diffusers import DDIMScheduler
+
+    from relevance_nerf2nerf.diffusion.sampler import ddim_timesteps
+
+    scheduler = DDIMScheduler(num_train_timesteps=1000, steps_offset=1)
+    for steps in (1, 2, 3, 7, 100, 500, 999):
+        scheduler.set_timesteps(steps)
+        assert ddim_timesteps(steps, 1.0, 1000, 1) == scheduler.timesteps.tolist()
+    scheduler.set_timesteps(1000)
+    assert scheduler.timesteps[0] == 1000  # diffusers' own DDIM indexes past its 1000 alphas here
+    assert ddim_timesteps(1000, 1.0, 1000, 1) == list(range(999, -1, -1))
+
+
+@pytest.mark.parametrize("steps", [0, 11])
+def test_step_counts_beyond_the_models_timesteps_are_refused(steps):
+    from relevance_nerf2nerf.diffusion.sampler import ddim_timesteps
+    from relevance_nerf2nerf.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"\[1, 10\]"):
+        ddim_timesteps(steps, 1.0, 10, 1)
+
+
+@pytest.fixture(scope="module")
+def short_schedule_model(tiny_ip2p_dir, tmp_path_factory):
+    """The tiny IP2P with a 20-timestep schedule, so N = T is cheap to run end to end."""
+    import json
+    import shutil
+
+    model = shutil.copytree(tiny_ip2p_dir, tmp_path_factory.mktemp("short") / "model")
+    config_path = model / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "num_train_timesteps": 20}))
+    return model
+
+
+@pytest.mark.parametrize("steps", ["20", "21"])
+def test_cli_steps_at_the_models_boundary(short_schedule_model, tmp_path, capsys, steps):
+    """N = T (what the validator's 1000 is for IP2P) edits from pure noise; N = T + 1 is one line."""
+    image = write_png(tmp_path / "photo.png", size=(4, 4))
+    args = ("--model", str(short_schedule_model), "--steps", steps, "--mask-threshold", "0")
+    code, err = run_edit(capsys, image, tmp_path / "out.png", *args)
+    if steps == "20":
+        assert code == 0, err
+        assert Image.open(tmp_path / "out.png").size == (4, 4)
+    else:
+        assert code == 2
+        assert_one_line(err, "denoising steps", "[1, 20]", "21")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_validator_accepts_exactly_what_ip2p_can_run():
+    """The settings validator's upper bound is IP2P's num_train_timesteps (1000): its grid is valid."""
+    from relevance_nerf2nerf.diffusion.editor import validate_edit_settings
+    from relevance_nerf2nerf.diffusion.sampler import ddim_timesteps
+    from relevance_nerf2nerf.diffusion.tiny import SD_SCHEDULER_CONFIG
+    from relevance_nerf2nerf.errors import InvalidInputError
+
+    validate_edit_settings("x", num_steps=1000)
+    with pytest.raises(InvalidInputError):
+        validate_edit_settings("x", num_steps=1001)
+    t, offset = SD_SCHEDULER_CONFIG["num_train_timesteps"], SD_SCHEDULER_CONFIG["steps_offset"]
+    assert max(ddim_timesteps(1000, 1.0, t, offset)) == t - 1

@@ -3,7 +3,8 @@
 Noise levels: a level s in (0, 1] maps to the integer timestep ``round(s * (T - 1))``; the relevance
 timestep t_rel uses the same map, so a start level equal to t_rel noises the image exactly as the
 relevance computation does. Level 1.0 means "from pure noise" and uses diffusers' DDIM "leading" grid
-(``k * (T // N) + steps_offset``), so that tau = 0 reproduces diffusers' InstructPix2Pix with DDIM.
+(``k * (T // N) + steps_offset``), so that tau = 0 reproduces diffusers' InstructPix2Pix with DDIM (for
+N = T the offset is dropped, so the first step stays at a trained timestep).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 import torch
 
 from relevance_nerf2nerf.diffusion.backend import EditorBackend, NoisePredictions
+from relevance_nerf2nerf.errors import InvalidInputError
 
 MaskSource = torch.Tensor | Callable[[NoisePredictions], torch.Tensor] | None
 
@@ -28,14 +30,29 @@ def ddim_timesteps(
     """The descending DDIM timestep list for ``num_steps`` steps starting at noise level ``start_noise``.
 
     ``start_noise >= 1``: diffusers' leading grid (pure-noise start, e.g. 991, 981, ..., 1 for N=100).
-    Otherwise: ``num_steps`` evenly spaced timesteps from ``level_to_timestep(start_noise)`` down to
-    ``steps_offset``, rounded and de-duplicated (fewer steps when the span holds fewer timesteps).
+    Where ``steps_offset`` would push its first step past the last trained timestep T - 1 (only for
+    N = T: diffusers' DDIM then fails with an IndexError at t = T), the offset is lowered so the grid
+    runs T - 1, ..., 0. Otherwise: ``num_steps`` evenly spaced timesteps from
+    ``level_to_timestep(start_noise)`` down to ``steps_offset``, rounded and de-duplicated (fewer steps
+    when the span holds fewer timesteps). Every timestep lies in [0, T - 1].
+
+    Args:
+        num_steps: number of denoising steps N, 1 <= N <= T.
+        start_noise: noise level in (0, 1] of the first step (>= 1: from pure noise).
+        num_train_timesteps: T, the number of timesteps the model was trained on.
+        steps_offset: the scheduler config's ``steps_offset`` (1 for Stable Diffusion / IP2P).
+
+    Raises :class:`InvalidInputError` when N is outside [1, T].
     """
     if num_steps < 1 or num_steps > num_train_timesteps:
-        raise ValueError(f"num_steps must be in [1, {num_train_timesteps}], got {num_steps}")
+        raise InvalidInputError(
+            f"number of denoising steps must be in [1, {num_train_timesteps}] for this model (trained on "
+            f"{num_train_timesteps} timesteps), got {num_steps}"
+        )
     if start_noise >= 1.0:
         ratio = num_train_timesteps // num_steps
-        return [k * ratio + steps_offset for k in reversed(range(num_steps))]
+        offset = min(steps_offset, num_train_timesteps - 1 - (num_steps - 1) * ratio)
+        return [k * ratio + offset for k in reversed(range(num_steps))]
     start = max(level_to_timestep(start_noise, num_train_timesteps), steps_offset)
     grid = torch.linspace(start, steps_offset, num_steps, dtype=torch.float64).round().long()
     return grid.unique_consecutive().tolist()
