@@ -151,7 +151,7 @@ def test_every_step_count_gives_trained_descending_timesteps(num_train_timesteps
     for steps in sorted({1, 2, 3, t // 2, t - 1, t}):
         grid = ddim_timesteps(steps, start_noise, t, steps_offset)
         assert 0 <= min(grid) and max(grid) <= t - 1, (steps, grid[:3])
-        assert all(a > b for a, b in zip(grid, grid[1:])), (steps, grid[:5])
+        assert grid == sorted(set(grid), reverse=True), (steps, grid[:5])
         if start_noise >= 1.0:
             assert len(grid) == steps
 
