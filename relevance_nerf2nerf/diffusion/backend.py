@@ -4,6 +4,8 @@ diffusion model, and nothing more. The diffusers InstructPix2Pix implementation 
 
 Conventions (shared by every implementation):
 - images are float tensors in [0, 1], shape (B, 3, H, W), H and W multiples of ``vae_scale_factor``;
+  latents are (B, ``latent_channels``, H / vae_scale_factor, W / vae_scale_factor), and a batch is one
+  UNet call per denoising step whose items do not interact (a batch gives what its items give one by one);
 - ``encode`` returns *scaled* latents (the diffusion state z_0), ``encode_condition`` returns the
   *unscaled* image-conditioning latents IP2P concatenates to z_t (``latent_dist.mode()``);
 - ``alphas_cumprod`` is the training schedule (SD-1.x betas for IP2P), indexed by integer timestep;
@@ -38,6 +40,7 @@ class EditorBackend(Protocol):
     device: torch.device
     dtype: torch.dtype
     vae_scale_factor: int
+    latent_channels: int  # channels of z_0 (4 for Stable Diffusion's VAE)
     num_train_timesteps: int
     alphas_cumprod: torch.Tensor  # (num_train_timesteps,), float32, on CPU
     final_alpha_cumprod: torch.Tensor  # 0-dim float32, on CPU

@@ -6,13 +6,15 @@ and the masked DDIM sampler, and pastes unedited pixels back at full resolution.
 
 Random draws: ``edit`` draws the sampler's fixed epsilon first, then (if it computes relevance in a separate
 call) the relevance noise, all on the CPU from ``generator``; tau = 0 therefore reproduces plain
-InstructPix2Pix started from the same initial noise.
+InstructPix2Pix started from the same initial noise. Given one generator per image, every image draws from
+its own, so a batch edits like its images one at a time (batched view updates). With ``crop`` the edit runs
+on a window around each mask (``crop.py``) and the window of the same full-frame noise.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +24,16 @@ import torch
 import torch.nn.functional as F
 
 from relevance_nerf2nerf.diffusion.backend import EditorBackend, NoisePredictions
+from relevance_nerf2nerf.diffusion.crop import CropSettings, crop_boxes
 from relevance_nerf2nerf.diffusion.images import crop, pad_to_multiple
-from relevance_nerf2nerf.diffusion.ip2p import DEFAULT_MODEL, oom_advice
+from relevance_nerf2nerf.diffusion.ip2p import DEFAULT_MODEL, MemoryOptions, oom_advice
 from relevance_nerf2nerf.diffusion.relevance import (
     compute_relevance,
     postprocess,
     relevance_from_noise,
     upsample,
 )
-from relevance_nerf2nerf.diffusion.sampler import ddim_timesteps, level_to_timestep, masked_ddim
+from relevance_nerf2nerf.diffusion.sampler import add_noise, ddim_timesteps, level_to_timestep, masked_ddim
 from relevance_nerf2nerf.errors import InvalidInputError
 
 
@@ -105,6 +108,41 @@ def _check_same_size(images: torch.Tensor, other: torch.Tensor, name: str) -> No
         )
 
 
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def _check_generators(generator: Generators, batch: int) -> None:
+    if isinstance(generator, list | tuple) and len(generator) != batch:
+        raise InvalidInputError(f"pass one generator per image: got {len(generator)} for a batch of {batch}")
+
+
+def _draw_noise(shape: tuple[int, ...], generator: Generators) -> torch.Tensor:
+    """The sampler's fixed epsilon, on the CPU: one draw for the batch, or one per image's own generator."""
+    if isinstance(generator, list | tuple):
+        return torch.cat([torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32) for g in generator])
+    return torch.randn(shape, generator=generator, dtype=torch.float32)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The settings of one ``edit`` call, shared by its full-frame and cropped paths."""
+
+    instruction: str
+    timesteps: list[int]
+    start_noise: float
+    mask_threshold: float
+    text_guidance: float
+    image_guidance: float
+    t_rel: float
+    iqr_ratio: float
+    progress: bool
+
+    def relevance_from_first_call(self, own_condition: bool, num_train_timesteps: int) -> bool:
+        """Whether the first guidance call sees the very latent relevance would (same image, noise, level)."""
+        t_rel_step = level_to_timestep(self.t_rel, num_train_timesteps)
+        return own_condition and self.start_noise < 1.0 and self.timesteps[0] == t_rel_step
+
+
 class RelevanceEditor:
     """Relevance maps and relevance-guided edits over any :class:`EditorBackend`.
 
@@ -165,14 +203,35 @@ class RelevanceEditor:
         composite_source: torch.Tensor | None = None,
         t_rel: float = 0.8,
         iqr_ratio: float = 1.5,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         progress: bool = False,
+        crop: CropSettings | None = None,
     ) -> EditResult:
         """Relevance-guided edit (eq. 4-5) with a final full-resolution composite.
 
         Pixels where the mask is off are copied bit for bit from ``composite_source`` (default ``image``).
         When ``relevance`` is None it is computed from the conditioning image; if the start level equals
         t_rel and the conditioning image is ``image``, it comes from the sampler's first UNet call.
+
+        Args:
+            image: (B, 3, H, W) in [0, 1], the image(s) to edit (all denoised in one batched UNet call).
+            instruction: the edit instruction.
+            condition_image: what IP2P is conditioned on (default ``image``).
+            relevance: (B, 1, H, W) relevance in [0, 1] to use instead of computing it.
+            mask_threshold: tau; pixels with relevance >= tau may change (0: plain IP2P).
+            text_guidance: s_T of eq. 1.
+            image_guidance: s_I of eq. 1.
+            num_steps: DDIM steps.
+            start_noise: 1.0 starts from pure noise; below 1 the input is noised to that level.
+            composite_source: the pixels pasted back outside the mask (default ``image``).
+            t_rel: noise level of the relevance map (eq. 2).
+            iqr_ratio: the IQR clamp's ratio (eq. 3).
+            generator: one CPU generator for the batch, or a list with one per image; with a list every image
+                draws its noise from its own generator, so a batch gives what its images give one by one.
+            progress: show a progress bar over the denoising steps.
+            crop: crop-to-relevance (``crop.py``): denoise only a window around each image's mask and paste
+                it back (the same noise values land on the same latent cells as without cropping). Images
+                whose mask is empty come back as ``composite_source`` without any model call.
         """
         validate_edit_settings(
             instruction,
@@ -192,67 +251,180 @@ class RelevanceEditor:
         if relevance is not None:
             _check_images(relevance, "relevance", channels=1)
             _check_same_size(image, relevance, "relevance")
+        _check_generators(generator, image.shape[0])
         source = image if composite_source is None else composite_source
         backend, factor = self.backend, self.backend.vae_scale_factor
         padded, size = pad_to_multiple(image, factor)
         own_condition = condition_image is None or condition_image is image
+        cond_padded = padded if own_condition else pad_to_multiple(condition_image, factor)[0]
+        latent_shape = (image.shape[0], backend.latent_channels, *(s // factor for s in padded.shape[-2:]))
+        timesteps = ddim_timesteps(num_steps, start_noise, backend.num_train_timesteps, backend.steps_offset)
+        job = _Job(
+            instruction=instruction,
+            timesteps=timesteps,
+            start_noise=start_noise,
+            mask_threshold=mask_threshold,
+            text_guidance=text_guidance,
+            image_guidance=image_guidance,
+            t_rel=t_rel,
+            iqr_ratio=iqr_ratio,
+            progress=progress,
+        )
         with oom_advice():
-            z0 = backend.encode(padded)
-            cond_padded = padded if own_condition else pad_to_multiple(condition_image, factor)[0]
-            condition = backend.encode_condition(cond_padded)
-            embeddings = backend.text_embeddings(instruction)
-            noise = torch.randn(z0.shape, generator=generator, dtype=torch.float32).to(z0.device)
-            timesteps = ddim_timesteps(
-                num_steps, start_noise, backend.num_train_timesteps, backend.steps_offset
-            )
-            # The relevance map: given, computed in its own call, or taken from the first guidance call
-            # when that call sees the very latent relevance would (same image, same noise, same level).
-            t_rel_step = level_to_timestep(t_rel, backend.num_train_timesteps)
-            from_first_call = (
-                relevance is None and own_condition and start_noise < 1.0 and timesteps[0] == t_rel_step
-            )
-            found: list[RelevanceResult] = []
-            if relevance is not None:
-                latent_map = F.avg_pool2d(pad_to_multiple(relevance, factor)[0].to(z0.device), factor)
-                found.append(RelevanceResult(latent=latent_map, pixel=relevance))
-            elif not from_first_call:
-                cond_z0 = z0 if own_condition else backend.encode(cond_padded)
-                latent_map = compute_relevance(
-                    backend,
-                    cond_z0,
-                    condition,
-                    embeddings,
-                    t_rel=t_rel,
-                    iqr_ratio=iqr_ratio,
-                    generator=generator,
-                )
-                found.append(self._result(latent_map, padded.shape[-2:], size, z0.device))
+            noise = _draw_noise(latent_shape, generator)  # first draw: the sampler's fixed epsilon
+            if crop is None:
+                return self._edit_frame(padded, size, cond_padded, relevance, source, noise, job, generator)
+            if relevance is None:
+                relevance = self._relevance_before_edit(padded, size, cond_padded, noise, job, generator)
+            return self._edit_cropped(padded, size, cond_padded, relevance, source, noise, job, crop)
 
-            def mask_from_first_step(preds: NoisePredictions) -> torch.Tensor:
-                latent = postprocess(relevance_from_noise(preds), iqr_ratio)
-                found.append(self._result(latent, padded.shape[-2:], size, z0.device))
-                return latent >= mask_threshold
+    def _edit_frame(
+        self,
+        padded: torch.Tensor,
+        size: tuple[int, int],
+        cond_padded: torch.Tensor,
+        relevance: torch.Tensor | None,
+        source: torch.Tensor,
+        noise: torch.Tensor,
+        job: _Job,
+        generator: Generators,
+    ) -> EditResult:
+        """The edit of whole (padded) frames; ``cond_padded is padded`` when the image conditions itself."""
+        backend, factor = self.backend, self.backend.vae_scale_factor
+        own_condition = cond_padded is padded
+        z0 = backend.encode(padded)
+        condition = backend.encode_condition(cond_padded)
+        embeddings = backend.text_embeddings(job.instruction)
+        noise = noise.to(z0.device)
+        # The relevance map: given, computed in its own call, or taken from the first guidance call
+        # when that call sees the very latent relevance would (same image, same noise, same level).
+        found: list[RelevanceResult] = []
+        if relevance is not None:
+            latent_map = F.avg_pool2d(pad_to_multiple(relevance, factor)[0].to(z0.device), factor)
+            found.append(RelevanceResult(latent=latent_map, pixel=relevance))
+        elif not job.relevance_from_first_call(own_condition, backend.num_train_timesteps):
+            latent_map = self._separate_relevance(
+                z0, padded, cond_padded, condition, embeddings, job, generator
+            )
+            found.append(self._result(latent_map, padded.shape[-2:], size, z0.device))
 
-            latent_mask = found[0].latent.to(z0.device) >= mask_threshold if found else mask_from_first_step
-            with _progress_bar(progress, "relevance-guided edit") as callback:
-                latents = masked_ddim(
-                    backend,
-                    z0,
-                    condition,
-                    embeddings,
-                    noise,
-                    timesteps,
-                    mask=latent_mask,
-                    text_guidance=text_guidance,
-                    image_guidance=image_guidance,
-                    from_pure_noise=start_noise >= 1.0,
-                    callback=callback,
-                )
-            decoded = crop(backend.decode(latents), size)
+        def mask_from_first_step(preds: NoisePredictions) -> torch.Tensor:
+            latent = postprocess(relevance_from_noise(preds), job.iqr_ratio)
+            found.append(self._result(latent, padded.shape[-2:], size, z0.device))
+            return latent >= job.mask_threshold
+
+        latent_mask = found[0].latent.to(z0.device) >= job.mask_threshold if found else mask_from_first_step
+        with _progress_bar(job.progress, "relevance-guided edit") as callback:
+            latents = masked_ddim(
+                backend,
+                z0,
+                condition,
+                embeddings,
+                noise,
+                job.timesteps,
+                mask=latent_mask,
+                text_guidance=job.text_guidance,
+                image_guidance=job.image_guidance,
+                from_pure_noise=job.start_noise >= 1.0,
+                callback=callback,
+            )
+        decoded = crop(backend.decode(latents), size)
         pixel_relevance = found[0].pixel.to(source.device)
-        pixel_mask = pixel_relevance >= mask_threshold
+        pixel_mask = pixel_relevance >= job.mask_threshold
         edited = torch.where(pixel_mask, decoded.to(source.device, source.dtype), source)
         return EditResult(image=edited, relevance=pixel_relevance, mask=pixel_mask)
+
+    def _separate_relevance(
+        self,
+        z0: torch.Tensor,
+        padded: torch.Tensor,
+        cond_padded: torch.Tensor,
+        condition: torch.Tensor,
+        embeddings: torch.Tensor,
+        job: _Job,
+        generator: Generators,
+    ) -> torch.Tensor:
+        """Relevance of the conditioning image in its own UNet call (eq. 2-3), drawn after the sampler's
+        noise; with a list of generators each image draws from its own."""
+        cond_z0 = z0 if cond_padded is padded else self.backend.encode(cond_padded)
+        backend, settings = self.backend, dict(t_rel=job.t_rel, iqr_ratio=job.iqr_ratio)
+        if not isinstance(generator, list | tuple):
+            return compute_relevance(backend, cond_z0, condition, embeddings, generator=generator, **settings)
+        maps = [
+            compute_relevance(
+                backend, cond_z0[i : i + 1], condition[i : i + 1], embeddings, generator=g, **settings
+            )
+            for i, g in enumerate(generator)
+        ]
+        return torch.cat(maps)
+
+    def _relevance_before_edit(
+        self,
+        padded: torch.Tensor,
+        size: tuple[int, int],
+        cond_padded: torch.Tensor,
+        noise: torch.Tensor,
+        job: _Job,
+        generator: Generators,
+    ) -> torch.Tensor:
+        """The full-frame pixel relevance a crop needs, from the draws the uncropped edit would use: the
+        sampler's noise at the first step when relevance would come from the first guidance call."""
+        backend = self.backend
+        z0 = backend.encode(padded)
+        condition = backend.encode_condition(cond_padded)
+        embeddings = backend.text_embeddings(job.instruction)
+        if job.relevance_from_first_call(cond_padded is padded, backend.num_train_timesteps):
+            t = job.timesteps[0]
+            z_t = add_noise(z0, noise.to(z0.device), backend.alphas_cumprod[t])
+            preds = backend.predict_noise(z_t, t, condition, embeddings, with_uncond=False)
+            latent = postprocess(relevance_from_noise(preds), job.iqr_ratio)
+        else:
+            latent = self._separate_relevance(z0, padded, cond_padded, condition, embeddings, job, generator)
+        return self._result(latent, padded.shape[-2:], size, padded.device).pixel
+
+    def _edit_cropped(
+        self,
+        padded: torch.Tensor,
+        size: tuple[int, int],
+        cond_padded: torch.Tensor,
+        relevance: torch.Tensor,
+        source: torch.Tensor,
+        noise: torch.Tensor,
+        job: _Job,
+        settings: CropSettings,
+    ) -> EditResult:
+        """Crop-to-relevance: one batched edit of the crops (``crop.crop_boxes``) of the images whose mask is
+        not empty, pasted into the padded source; every pixel outside a mask stays ``source``'s."""
+        factor = self.backend.vae_scale_factor
+        relevance = relevance.to(source.device)
+        mask = relevance >= job.mask_threshold
+        boxes = crop_boxes(mask, factor, settings)
+        keep = [(i, box) for i, box in enumerate(boxes) if box is not None]
+        if not keep:  # nothing to edit anywhere: no model call at all
+            return EditResult(image=source.clone(), relevance=relevance, mask=mask)
+
+        def windows(tensor: torch.Tensor, latent: bool = False) -> torch.Tensor:
+            """The boxes' windows of a padded batch, stacked (at latent resolution if ``latent``)."""
+            return torch.stack(
+                [tensor[i, :, *(b.latents(factor) if latent else b.pixels())] for i, b in keep]
+            )
+
+        source_padded = pad_to_multiple(source, factor)[0]
+        crops = windows(padded)
+        part = self._edit_frame(
+            crops,
+            tuple(crops.shape[-2:]),
+            crops if cond_padded is padded else windows(cond_padded),
+            windows(pad_to_multiple(relevance, factor)[0]),
+            windows(source_padded),
+            windows(noise, latent=True),
+            job,
+            None,
+        )
+        out = source_padded.clone()
+        for (i, box), edited in zip(keep, part.image, strict=True):
+            out[i, :, *box.pixels()] = edited
+        return EditResult(image=crop(out, size), relevance=relevance, mask=mask)
 
     def edit_plain(
         self,
@@ -326,8 +498,16 @@ def load_editor(
     model: str | Path = DEFAULT_MODEL,
     device: str | torch.device = "cpu",
     precision: Literal["fp32", "fp16"] = "fp32",
+    memory: MemoryOptions | None = None,
 ) -> RelevanceEditor:
-    """A :class:`RelevanceEditor` over InstructPix2Pix loaded from a hub id or a local directory."""
+    """A :class:`RelevanceEditor` over InstructPix2Pix loaded from a hub id or a local directory.
+
+    Args:
+        model: hub id or local directory written by ``save_pretrained``.
+        device: where the UNet and the VAE run.
+        precision: fp32 or fp16 weights.
+        memory: memory-saving options (``MemoryOptions.low_memory()`` for consumer GPUs); default none.
+    """
     from relevance_nerf2nerf.diffusion.ip2p import load_backend
 
-    return RelevanceEditor(load_backend(model, device=device, precision=precision))
+    return RelevanceEditor(load_backend(model, device=device, precision=precision, memory=memory))

@@ -5,12 +5,17 @@ The pipeline's components (VAE, UNet, CLIP text encoder, tokenizer, scheduler co
 delegated to a diffusers scheduler: the DDIM alphas come from the model's own scheduler config (SD-1.x betas
 for IP2P), read into a fresh scheduler object so the loaded configuration is never mutated, and the sampler
 (``sampler.py``) computes its timestep list explicitly.
+
+Memory options for consumer GPUs (:class:`MemoryOptions`): sliced attention in the UNet, sliced and tiled
+VAE encoding/decoding, and the CLIP text encoder kept on the CPU (the instruction is fixed during an edit:
+its embeddings are computed once, cached on the UNet's device, and the encoder never takes GPU memory).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +38,25 @@ def oom_advice() -> Iterator[None]:
         raise RelevanceError(
             "out of GPU memory while editing: use --precision fp16, a smaller image, or --device cpu"
         ) from err
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """Trade a little speed for less GPU memory (all off: the fastest)."""
+
+    attention_slicing: bool = False
+    """Compute the UNet's attention in slices (diffusers' ``set_attention_slice("auto")``)."""
+    vae_slicing: bool = False
+    """Encode and decode a batch one image at a time."""
+    vae_tiling: bool = False
+    """Encode and decode images larger than the VAE's sample size in overlapping tiles."""
+    text_encoder_on_cpu: bool = False
+    """Keep the text encoder on the CPU in fp32; the embeddings of the instruction are cached on the GPU."""
+
+    @classmethod
+    def low_memory(cls) -> MemoryOptions:
+        """Every option on (the ``-small`` preset's choice)."""
+        return cls(attention_slicing=True, vae_slicing=True, vae_tiling=True, text_encoder_on_cpu=True)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -73,6 +97,7 @@ class InstructPix2PixBackend:
         self.device = next(unet.parameters()).device
         self.dtype = next(unet.parameters()).dtype
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.latent_channels = int(vae.config.latent_channels)
         self.scaling_factor = float(vae.config.scaling_factor)
         # A fresh DDIM built from a copy of the model's config: SD-1.x betas, the loaded config untouched.
         config = {k: v for k, v in dict(scheduler_config).items() if not k.startswith("_")}
@@ -95,8 +120,15 @@ class InstructPix2PixBackend:
         model: str | Path = DEFAULT_MODEL,
         device: str | torch.device = "cpu",
         precision: Precision = "fp32",
+        memory: MemoryOptions | None = None,
     ) -> InstructPix2PixBackend:
         """Load the components from a hub id or a ``save_pretrained`` directory.
+
+        Args:
+            model: hub id or local directory.
+            device: where the UNet and the VAE run.
+            precision: fp32 or fp16 weights.
+            memory: memory-saving options (default: none).
 
         Raises :class:`ModelNotFoundError` (one line, with the fix) when they cannot be loaded.
         """
@@ -136,7 +168,27 @@ class InstructPix2PixBackend:
         with oom_advice():
             for module in (vae, unet, text_encoder):
                 module.to(torch_device, dtype).eval().requires_grad_(False)
-        return cls(vae, unet, text_encoder, tokenizer, scheduler_config)
+        backend = cls(vae, unet, text_encoder, tokenizer, scheduler_config)
+        backend.apply_memory_options(memory or MemoryOptions())
+        return backend
+
+    def apply_memory_options(self, options: MemoryOptions) -> None:
+        """Switch on the memory savings ``options`` asks for (options already on stay on).
+
+        Args:
+            options: which savings to apply.
+        """
+        if options.attention_slicing:
+            self.unet.set_attention_slice("auto")
+        if options.vae_slicing:
+            self.vae.enable_slicing()
+        if options.vae_tiling:
+            self.vae.enable_tiling()
+        if options.text_encoder_on_cpu:
+            self.text_encoder.to("cpu", torch.float32)
+            self._text_cache = {}
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     # --- EditorBackend -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -161,10 +213,11 @@ class InstructPix2PixBackend:
 
     @torch.no_grad()
     def text_embeddings(self, instruction: str) -> torch.Tensor:
-        """[instruction, ""] through the CLIP text encoder, each encoded on its own as diffusers does."""
+        """[instruction, ""] through the CLIP text encoder, each encoded on its own as diffusers does; cached
+        on the UNet's device (only the latest instruction is kept)."""
         if instruction not in self._text_cache:
             embeds = [self._encode_text(text) for text in (instruction, "")]
-            self._text_cache = {instruction: torch.cat(embeds)}  # keep only the latest instruction
+            self._text_cache = {instruction: torch.cat(embeds).to(self.device, self.dtype)}
         return self._text_cache[instruction]
 
     def _encode_text(self, text: str) -> torch.Tensor:
@@ -172,7 +225,7 @@ class InstructPix2PixBackend:
             text, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True,
             return_tensors="pt",
         ).input_ids  # fmt: skip
-        return self.text_encoder(ids.to(self.device))[0]
+        return self.text_encoder(ids.to(self.text_encoder.device))[0]
 
     @torch.no_grad()
     def predict_noise(
@@ -207,7 +260,10 @@ class InstructPix2PixBackend:
 
 
 def load_backend(
-    model: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu", precision: Precision = "fp32"
+    model: str | Path = DEFAULT_MODEL,
+    device: str | torch.device = "cpu",
+    precision: Precision = "fp32",
+    memory: MemoryOptions | None = None,
 ) -> InstructPix2PixBackend:
     """Shorthand for :meth:`InstructPix2PixBackend.from_pretrained`."""
-    return InstructPix2PixBackend.from_pretrained(model, device=device, precision=precision)
+    return InstructPix2PixBackend.from_pretrained(model, device=device, precision=precision, memory=memory)
