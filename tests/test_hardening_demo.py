@@ -39,6 +39,7 @@ def user_files(tmp_path) -> Path:
         (["--text-guidance", "nan"], "text guidance"),
         (["--image-guidance", "-1"], "image guidance"),
         (["--width", "4"], "too small"),
+        (["--width", "2000", "--height", "1000"], "--height"),
         (["--num-views", "1"], "--num-views"),
         (["--num-objects", "7"], "num_objects"),
         (["--base-iterations", "0"], "--base-iterations"),

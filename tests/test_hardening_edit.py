@@ -219,3 +219,48 @@ def test_validator_accepts_exactly_what_ip2p_can_run():
         validate_edit_settings("x", num_steps=1001)
     t, offset = SD_SCHEDULER_CONFIG["num_train_timesteps"], SD_SCHEDULER_CONFIG["steps_offset"]
     assert max(ddim_timesteps(1000, 1.0, t, offset)) == t - 1
+
+
+# --- defect 7: size guard ---------------------------------------------------------------------------------
+def test_an_image_above_the_cpu_limit_is_refused_before_the_model_loads(tmp_path, capsys):
+    """1001x1000 is just above the 1 MP CPU default; the header alone decides (no decoding, no model)."""
+    big = tmp_path / "big.png"
+    Image.new("RGB", (1001, 1000)).save(big)
+    before = snapshot(tmp_path)
+    code, err = run_edit(capsys, big, tmp_path / "out.png", "--device", "cpu", "--model", "./not-loaded")
+    assert code == 2
+    assert_one_line(err, "1001x1000", "1 MP", "--downscale", "--max-megapixels", "cpu")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "nan"])
+def test_max_megapixels_must_be_positive(tmp_path, capsys, limit):
+    image = write_png(tmp_path / "photo.png")
+    code, err = run_edit(capsys, image, tmp_path / "out.png", "--max-megapixels", limit)
+    assert code == 2
+    assert_one_line(err, "--max-megapixels")
+
+
+def test_raised_limit_passes_the_guard_and_downscale_edits_within_the_limit(tiny_ip2p_dir, tmp_path, capsys):
+    image = write_png(tmp_path / "photo.png", size=(20, 10))  # 200 pixels
+    small = ("--model", str(tiny_ip2p_dir), "--steps", "1", "--max-megapixels", "0.0001")  # 100 pixels
+    code, err = run_edit(capsys, image, tmp_path / "out.png", *small)
+    assert code == 2
+    assert_one_line(err, "20x10", "--downscale", "14x7")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+    code, err = run_edit(capsys, image, tmp_path / "out.png", *small, "--downscale")
+    assert code == 0, err
+    for name in ("out.png", "out_mask.png", "out_relevance.png"):
+        assert Image.open(tmp_path / name).size == (14, 7)
+    code, err = run_edit(capsys, image, tmp_path / "again.png", *small[:4], "--max-megapixels", "0.0002")
+    assert code == 0 and Image.open(tmp_path / "again.png").size == (20, 10)
+
+
+def test_fit_megapixels_keeps_the_aspect_and_the_limit():
+    for height, width, limit in [(4000, 6000, 1.0), (1000, 1001, 1.0), (3, 100000, 0.01), (7, 9, 1.0)]:
+        fit_h, fit_w = images.fit_megapixels(height, width, limit)
+        assert fit_h * fit_w <= max(limit * 1e6, 1) and fit_h <= height and fit_w <= width
+        if height * width <= limit * 1e6:
+            assert (fit_h, fit_w) == (height, width)
+        elif min(fit_h, fit_w) >= 8:
+            assert abs(fit_w / fit_h - width / height) < 0.01 * width / height + 1 / fit_h

@@ -37,7 +37,7 @@ import torch
 import tyro
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
-from relevance_nerf2nerf.diffusion.images import psnr
+from relevance_nerf2nerf.diffusion.images import MAX_MEGAPIXELS, check_megapixels, psnr
 from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError, check_output_dir
 from relevance_nerf2nerf.scenes.spec import COLOURS, SHAPES, random_scene_spec, ring_cameras
 
@@ -282,6 +282,10 @@ def validate(command: DemoCommand) -> None:
             f"--num-views must be at least 2 (train and eval views), got {command.num_views}"
         )
     ring_cameras(command.num_views, command.width, command.height)  # the generator's own size checks
+    check_megapixels(
+        command.height, command.width, MAX_MEGAPIXELS[command.device],
+        f"a --width x --height view on {command.device}", "lower --width and --height (e.g. {fit})",
+    )  # fmt: skip
     validate_edit_settings(
         command.instruction,
         mask_threshold=command.mask_threshold,
