@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import torch
 
 from relevance_nerf2nerf.scenes import COLOURS, SHAPES
-from relevance_nerf2nerf.toy_editor.data import TEMPLATES, make_triplets
+from relevance_nerf2nerf.scenes.spec import random_scene_spec
+from relevance_nerf2nerf.toy_editor.data import TEMPLATES, confusable_colours, make_triplets
 
 
 def test_triplets_recolour_exactly_the_named_object():
@@ -30,3 +33,26 @@ def test_triplets_are_deterministic_in_the_seed():
     a, b = make_triplets(2, size=16, seed=1), make_triplets(2, size=16, seed=1)
     assert torch.equal(a.targets, b.targets) and a.instructions == b.instructions
     assert not torch.equal(a.sources, make_triplets(2, size=16, seed=2).sources)
+
+
+
+def test_confusable_colours_repaint_two_distractors():
+    spec = random_scene_spec(7, num_objects=4)
+    target = spec.objects[1]
+    for seed in range(5):
+        painted = confusable_colours(spec.objects, target, "green" if target.colour != "green" else "red",
+                                     random.Random(seed))  # fmt: skip
+        colour = "green" if target.colour != "green" else "red"
+        assert painted[target.name] == target.colour
+        others = [painted[o.name] for o in spec.objects if o is not target]
+        assert others.count(colour) >= 1 and others.count(target.colour) >= 1
+
+
+def test_confusable_views_change_only_the_named_object():
+    plain = make_triplets(6, views_per_scene=2, size=32, seed=3)
+    data = make_triplets(6, views_per_scene=2, size=32, seed=3, confusable_fraction=1.0)
+    assert len(data.sources) > len(plain.sources)  # repainted sources were added
+    for k in range(len(data)):
+        source, target = data.sources[data.source_index[k]], data.targets[k]
+        changed = (source != target).any(dim=0)
+        assert changed.any() and not (changed & ~data.object_masks[k]).any()

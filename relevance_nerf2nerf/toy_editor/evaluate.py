@@ -13,6 +13,7 @@ the object.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,10 @@ import torch
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
 from relevance_nerf2nerf.diffusion.images import psnr
+from relevance_nerf2nerf.evaluation.metrics import iou
 from relevance_nerf2nerf.scenes.render import cast
 from relevance_nerf2nerf.scenes.spec import COLOURS, random_cameras, random_scene_spec
-from relevance_nerf2nerf.toy_editor.data import HELD_OUT_SEED_OFFSET, instruction
+from relevance_nerf2nerf.toy_editor.data import HELD_OUT_SEED_OFFSET, confusable_colours, instruction
 
 
 @dataclass
@@ -33,31 +35,100 @@ class HeldOutSample:
     target_colour: str
     mask: torch.Tensor  # (H, W) bool, the named object
     references: dict[str, torch.Tensor]  # colour name -> (3,) mean colour of the object rendered in it
+    other_masks: dict[str, torch.Tensor]  # each other visible object -> (H, W) bool, target pixels excluded
 
 
-def held_out_samples(num_samples: int, *, seed: int = 0, size: int = 64) -> list[HeldOutSample]:
-    """One view of each of ``num_samples`` unseen scenes, with a random recolouring instruction."""
+def held_out_samples(
+    num_samples: int,
+    *,
+    seed: int = 0,
+    size: int = 64,
+    num_objects: tuple[int, ...] = (3,),
+    confusable_every: int = 0,
+) -> list[HeldOutSample]:
+    """One view of each of ``num_samples`` unseen scenes, with a random recolouring instruction.
+
+    Args:
+        num_samples (int): number of scenes (one view each).
+        seed (int, default 0): which held-out set (scene seeds from ``HELD_OUT_SEED_OFFSET + 10_000 * seed``).
+        size (int, default 64): image size in pixels.
+        num_objects (tuple[int, ...], default (3,)): object counts, cycled over the scenes.
+        confusable_every (int, default 0): when > 0, every this-many-th scene (the first included) is
+            repainted by ``data.confusable_colours``: another object already has the requested colour and
+            another the named object's own colour.
+    """
     gen = torch.Generator().manual_seed(seed)
-    samples = []
+    samples: list[HeldOutSample] = []
     scene_seed = HELD_OUT_SEED_OFFSET + 10_000 * seed
     while len(samples) < num_samples:
         scene_seed += 1
-        spec = random_scene_spec(scene_seed, num_objects=3)
+        spec = random_scene_spec(scene_seed, num_objects=num_objects[len(samples) % len(num_objects)])
         gbuffer = cast(spec, random_cameras(1, size, size, seed=scene_seed))
-        masks = gbuffer.masks()
-        visible = [o for o in spec.objects if masks[o.name][0].sum() >= 20]
+        masks = {name: mask[0] for name, mask in gbuffer.masks().items()}
+        visible = [o for o in spec.objects if masks[o.name].sum() >= 20]
         if not visible:
             continue
         obj = visible[int(torch.randint(len(visible), (1,), generator=gen))]
         others = [c for c in COLOURS if c != obj.colour]
         colour = others[int(torch.randint(len(others), (1,), generator=gen))]
         base = {o.name: o.colour for o in spec.objects}
-        mask = masks[obj.name][0]
+        if confusable_every and len(samples) % confusable_every == 0:
+            base = confusable_colours(spec.objects, obj, colour, random.Random(scene_seed))
+        mask = masks[obj.name]
         references = {c: gbuffer.compose({**base, obj.name: c})[0][mask].mean(0) for c in COLOURS}
         image = gbuffer.compose(base).permute(0, 3, 1, 2)
         image = (image * 255).round() / 255  # what a PNG on disk holds
-        samples.append(HeldOutSample(image, instruction(obj.shape, colour), colour, mask, references))
+        other_masks = {o.name: masks[o.name] & ~mask for o in spec.objects if o is not obj}
+        other_masks = {name: m for name, m in other_masks.items() if m.any()}
+        samples.append(
+            HeldOutSample(image, instruction(obj.shape, colour), colour, mask, references, other_masks)
+        )
     return samples
+
+
+def relevance_specificity(
+    editor,
+    samples: list[HeldOutSample],
+    *,
+    num_draws: int = 8,
+    t_rel: float = 0.8,
+    tau: float = 0.5,
+    seed: int = 0,
+) -> dict[str, float]:
+    """How well relevance singles out the named object, averaged over ``samples``.
+
+    Args:
+        editor (RelevanceEditor): the editor whose relevance maps are measured.
+        samples (list[HeldOutSample]): held-out renders with ground-truth masks.
+        num_draws (int, default 8): noise draws averaged per map (eq. 2 with K draws).
+        t_rel (float, default 0.8): noise level of the relevance map.
+        tau (float, default 0.5): mask threshold for the IoU.
+        seed (int, default 0): seeds the noise of sample ``i`` with ``seed * 1000 + i``.
+
+    Returns:
+        Mean relevance inside the target, inside non-target objects (mean and per-scene maximum), on the
+        background, the tau-mask IoU with the target, and the share of scenes whose target is the most
+        relevant object.
+    """
+    rows = []
+    for i, sample in enumerate(samples):
+        generator = torch.Generator().manual_seed(seed * 1000 + i)
+        rel = editor.relevance(sample.image, sample.instruction, t_rel=t_rel, num_draws=num_draws,
+                               generator=generator).pixel[0, 0]  # fmt: skip
+        objects = sample.mask.clone()
+        others = [rel[m].mean().item() for m in sample.other_masks.values()]
+        for m in sample.other_masks.values():
+            objects |= m
+        target = rel[sample.mask].mean().item()
+        rows.append({
+            "target": target,
+            "non_target": sum(others) / len(others) if others else float("nan"),
+            "non_target_max": max(others, default=float("nan")),
+            "background": rel[~objects].mean().item(),
+            "mask_iou": iou(rel >= tau, sample.mask),
+            "target_most_relevant": float(all(target > o for o in others)),
+        })  # fmt: skip
+    return {key: float(torch.tensor([r[key] for r in rows]).nanmean()) for key in rows[0]}
 
 
 def score_edit(sample: HeldOutSample, edited: torch.Tensor) -> dict[str, float]:
@@ -105,15 +176,18 @@ def evaluate_editor(
             )  # fmt: skip
             scores.append(score_edit(sample, result.image))
             if tau > 0:
-                mask = result.mask[0, 0]
-                ious.append(((mask & sample.mask).sum() / (mask | sample.mask).sum().clamp(min=1)).item())
+                ious.append(iou(result.mask[0, 0], sample.mask))
         name = "plain" if tau == 0 else f"relevance_tau{tau:g}"
         results[name] = {key: sum(s[key] for s in scores) / len(scores) for key in scores[0]}
         log(f"{name}: {json.dumps(results[name])}")
     if ious:
         results["relevance_mask_iou"] = sum(ious) / len(ious)
-    iou = results.get("relevance_mask_iou", 0.0)
-    log(f"copy-the-input colour error {copy_error:.3f}; relevance mask IoU {iou:.3f}")
+    mean_iou = results.get("relevance_mask_iou", 0.0)
+    log(f"copy-the-input colour error {copy_error:.3f}; relevance mask IoU {mean_iou:.3f}")
+    specificity_set = held_out_samples(num_samples, seed=seed, num_objects=(3, 4), confusable_every=2)
+    results["relevance_specificity"] = relevance_specificity(editor, specificity_set, seed=seed)
+    log(f"relevance specificity (3-4 objects, every 2nd scene confusable, 8 draws): "
+        f"{json.dumps(results['relevance_specificity'])}")  # fmt: skip
     return results
 
 

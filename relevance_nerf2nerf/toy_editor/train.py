@@ -58,6 +58,9 @@ class TrainConfig:
     views_per_scene: int = 4
     edits_per_view: int = 2
     size: int = 64
+    confusable_fraction: float = 0.0
+    """Share of views repainted so another object has the requested colour and another the named object's
+    colour (``data.confusable_colours``): only the shape word then says which object to edit."""
     # architecture
     vae_channels: tuple[int, ...] = (32, 64, 64)
     unet_channels: tuple[int, ...] = (32, 64, 128)
@@ -201,6 +204,7 @@ def train(cfg: TrainConfig) -> dict:
         edits_per_view=cfg.edits_per_view,
         size=cfg.size,
         seed=cfg.seed,
+        confusable_fraction=cfg.confusable_fraction,
     )
     seconds = time.perf_counter() - t0
     log(f"data: {len(data.sources)} views, {len(data)} edits from {cfg.num_scenes} scenes ({seconds:.0f}s)")
