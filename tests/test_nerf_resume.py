@@ -1,6 +1,7 @@
 """Kill and resume, as a user does it: ``ns-train relevance-nerf2nerf-tiny`` (tiny real-diffusers IP2P) is
-killed with SIGKILL once a checkpoint holds at least two edited views, then resumed with ``--load-dir``:
-the resumed run starts from the edited views, not the captures, and the update count keeps growing.
+killed with SIGKILL once a checkpoint holds at least two edited views, then resumed with the same command
+plus ``--load-dir``: the resumed run starts from the edited views, not the captures, the update count keeps
+growing, and the run ends at its planned iteration and update count with the progress display below 100%.
 A kill while a checkpoint is being written leaves the previous, complete one (atomic saves)."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,7 +31,8 @@ from relevance_nerf2nerf.nerf.trainer import RelevanceTrainer  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-RESUMED_ITERS = 4  # steps S+1..S+4 after a checkpoint at step S (a multiple of 4): edits at S+2 and S+4
+PLAN, EDIT_EVERY = 30, 3  # steps 0..29, updates at 0, 3, ..., 27: 10, one per view (no view edited twice)
+_PROGRESS = re.compile(r"\d+\s+\(\s*(\d+(?:\.\d+)?)%\)")  # nerfstudio's "step (xx.xx%)" column
 
 
 def _latest_state(run: Path) -> dict | None:
@@ -47,7 +50,8 @@ def test_killed_run_resumes_the_edit(tmp_path, tiny_ip2p_dir):
     runs = tmp_path / "runs"
     common = [BIN / "ns-train", "relevance-nerf2nerf-tiny", "--data", scene, "--output-dir", runs,
               "--experiment-name", "resume", "--vis", "tensorboard", "--steps-per-save", "4",
-              "--pipeline.datamanager.train-num-rays-per-batch", "256", "--pipeline.edit-every", "2",
+              "--pipeline.datamanager.train-num-rays-per-batch", "256", "--max-num-iterations", str(PLAN),
+              "--pipeline.edit-every", str(EDIT_EVERY), "--logging.steps-per-log", "1",
               "--pipeline.edit-steps", "2", "--pipeline.mask-threshold", "0",  # tau 0: every pixel changes
               "--pipeline.instruction", "make the cube blue",
               "--pipeline.editor-model", tiny_ip2p_dir]  # fmt: skip
@@ -55,7 +59,7 @@ def test_killed_run_resumes_the_edit(tmp_path, tiny_ip2p_dir):
     log = tmp_path / "first.log"
     with log.open("w") as stream:
         process = subprocess.Popen(
-            [str(c) for c in [*common, "--timestamp", "first", "--max-num-iterations", "100000"]],
+            [str(c) for c in [*common, "--timestamp", "first"]],
             stdout=stream, stderr=subprocess.STDOUT, env=ENV,
         )  # fmt: skip
     try:
@@ -77,17 +81,20 @@ def test_killed_run_resumes_the_edit(tmp_path, tiny_ip2p_dir):
 
     resumed = runs / "resume" / "relevance-nerf2nerf-tiny" / "resumed"
     result = subprocess.run(
-        [str(c) for c in [*common, "--timestamp", "resumed", "--max-num-iterations", str(RESUMED_ITERS),
-                          "--load-dir", first / "nerfstudio_models"]],
+        [str(c) for c in [*common, "--timestamp", "resumed", "--load-dir", first / "nerfstudio_models"]],
         capture_output=True, text=True, env=ENV, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, f"resume failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     final = _latest_state(resumed)
-    assert final is not None and final["step"] == step + RESUMED_ITERS  # the step counter continued
+    assert final is not None and final["step"] == PLAN - 1  # continued to the planned end, not PLAN more
+    assert f"Resuming at step {step + 1} of {PLAN}" in result.stdout
+    progress = [float(p) for p in _PROGRESS.findall(result.stdout)]
+    assert progress and max(progress) <= 100.0 and min(progress) >= 100.0 * (step + 1) / PLAN - 0.01
     state = final["pipeline"]
-    assert int(state["datamanager.edits_done"]) == int(done) + 2  # continued, not restarted from zero
+    planned_updates = len(range(0, PLAN, EDIT_EVERY))
+    assert int(state["datamanager.edits_done"]) == planned_updates  # continued, not restarted from zero
     new_counts = state["datamanager.edit_counts"]
-    assert bool((new_counts >= counts).all()) and int(new_counts.sum()) == int(done) + 2
+    assert bool((new_counts >= counts).all()) and int(new_counts.sum()) == planned_updates
     assert bool(state["datamanager.relevance_valid"][edited].all())
     export = resumed / "edited_dataset"
     frames = json.loads((export / "transforms.json").read_text())["frames"]

@@ -4,6 +4,7 @@ edited dataset exported as a nerfstudio dataset (PNG images + relevance maps + t
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 _VIEW_COUNT_KEYS = ("field.embedding_appearance.embedding.weight", "camera_optimizer.pose_adjustment")
 _FRESH_PREFIXES = ("field.relevance_head.", "lpips.")
+_EDIT_STATE_KEY = "datamanager.edits_done"
 _NUMPY_DTYPES = "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64".split()
 
 
@@ -51,8 +53,21 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_checkpoint_file(path: Path) -> dict[str, Any]:
+    """Read a nerfstudio checkpoint (weights-only unpickling); a truncated or foreign file is one line."""
     allow_numpy_in_checkpoints()
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise InvalidInputError(
+            f"cannot read checkpoint {path} ({str(err).splitlines()[0][:120]}): it is incomplete or not a "
+            "nerfstudio checkpoint; pass another step-*.ckpt or run folder"
+        ) from err
+
+
+def has_edit_state(pipeline_state: dict[str, Any]) -> bool:
+    """Whether a checkpoint's pipeline state holds a scene edit's state (edited views, update counters), i.e.
+    was written by a relevance-nerf2nerf method rather than a base reconstruction such as nerfacto."""
+    return any(key.removeprefix("module.") == _EDIT_STATE_KEY for key in pipeline_state)
 
 
 def model_state(pipeline_state: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,168 @@
+"""Issue 9, defects 4 and 5, in-process with the trainer ``ns-train`` builds (``config.setup()``):
+
+- ``--load-dir <nerfacto run>/nerfstudio_models`` (the Instruct-NeRF2NeRF habit) starts a fresh edit from the
+  base's weights, exactly like ``--pipeline.base-checkpoint``: step 0, fresh optimizers and schedulers;
+- an edit killed and resumed (any number of times, with any ``--max-num-iterations``) ends at its planned
+  step and update count, and the progress display counts towards that total.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("nerfstudio")
+
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation  # noqa: E402
+from nerfstudio.utils import writer  # noqa: E402
+
+from method_configs.relevance_nerf2nerf import nerfacto_tiny, relevance_nerf2nerf_tiny  # noqa: E402
+from relevance_nerf2nerf.nerf.checkpoints import load_checkpoint_file, resolve_checkpoint  # noqa: E402
+from relevance_nerf2nerf.nerf.trainer import PLAN_KEY, RelevanceTrainer  # noqa: E402
+from relevance_nerf2nerf.scenes import generate_scene  # noqa: E402
+
+PLAN, EDIT_EVERY = 14, 2  # steps 0..13, updates at the even steps: 7
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    return generate_scene(
+        tmp_path_factory.mktemp("scene"), seed=0, num_views=10, width=16, height=16
+    ).output_dir
+
+
+def _config(base, scene: Path, output: Path, name: str, iterations: int):
+    config = copy.deepcopy(base)
+    config.vis, config.output_dir, config.experiment_name, config.timestamp = "tensorboard", output, "t", name
+    config.max_num_iterations = iterations
+    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**6
+    config.pipeline.datamanager.data = scene
+    config.pipeline.datamanager.train_num_rays_per_batch = 128
+    return config
+
+
+def _editing(scene: Path, output: Path, name: str, iterations: int, editor: Path, **trainer):
+    config = _config(relevance_nerf2nerf_tiny.config, scene, output, name, iterations)
+    pipeline = config.pipeline
+    pipeline.instruction, pipeline.editor_model, pipeline.edit_steps = "make the cube blue", str(editor), 1
+    pipeline.edit_every, pipeline.export_dataset = EDIT_EVERY, False
+    config.steps_per_save = 4
+    for key, value in trainer.items():
+        setattr(config, key, value)
+    return config
+
+
+def _setup(config) -> RelevanceTrainer:
+    trainer = config.setup(local_rank=0, world_size=1)
+    assert isinstance(trainer, RelevanceTrainer)
+    trainer.setup()
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def base_run(scene, tmp_path_factory) -> Path:
+    """A short nerfacto-tiny run: its checkpoint is at step 29 with decayed learning rates."""
+    trainer = _setup(_config(nerfacto_tiny.config, scene, tmp_path_factory.mktemp("base"), "base", 30))
+    trainer.train()
+    return Path(trainer.base_dir)
+
+
+def _learning_rates(trainer) -> dict[str, float]:
+    return {name: opt.param_groups[0]["lr"] for name, opt in trainer.optimizers.optimizers.items()}
+
+
+# --- defect 4 ------------------------------------------------------------------------------------------
+def test_load_dir_of_a_base_run_starts_a_fresh_edit_like_base_checkpoint(
+    scene, base_run, tmp_path, tiny_ip2p_dir, capsys
+):
+    base_state = load_checkpoint_file(resolve_checkpoint(base_run))
+    assert base_state["step"] == 29
+    load_dir = _editing(
+        scene, tmp_path, "load-dir", PLAN, tiny_ip2p_dir, load_dir=base_run / "nerfstudio_models"
+    )
+    via_load_dir = _setup(load_dir)
+    assert "holds no edit state" in capsys.readouterr().out
+    via_base = _setup(_editing(scene, tmp_path, "base", PLAN, tiny_ip2p_dir))
+    via_base.pipeline.config.base_checkpoint = base_run
+    via_base.pipeline.load_base_checkpoint()
+
+    assert via_load_dir._start_step == 0 and via_load_dir.total_iterations == PLAN
+    rates = _learning_rates(via_load_dir)
+    assert rates == _learning_rates(via_base)
+    assert rates["fields"] == rates["proposal_networks"] == pytest.approx(1e-2)  # not the base's decayed 1e-4
+    for name, scheduler in via_load_dir.optimizers.schedulers.items():
+        assert scheduler.last_epoch == 0, name
+    assert all(not opt.state for opt in via_load_dir.optimizers.optimizers.values())  # no Adam moments
+    loaded, reference = via_load_dir.pipeline.model.state_dict(), via_base.pipeline.model.state_dict()
+    weights = [k for k in loaded if not k.startswith(("field.relevance_head.", "lpips."))]
+    assert all(torch.equal(loaded[k], reference[k]) for k in weights)
+    hash_table = "field.mlp_base.model.0.hash_table"
+    assert torch.equal(loaded[hash_table], base_state["pipeline"][f"_model.{hash_table}"])
+    assert int(via_load_dir.pipeline.datamanager.edits_done) == 0
+
+
+# --- defect 5 ------------------------------------------------------------------------------------------
+class _Killed(BaseException):
+    """Stands in for SIGKILL at the end of a training step."""
+
+
+def _kill_at(trainer: RelevanceTrainer, at: int) -> None:
+    def kill(step: int) -> None:
+        if step == at:
+            raise _Killed
+
+    trainer.callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], kill))
+
+
+def test_a_killed_edit_resumed_ends_at_its_planned_step_and_update_count(
+    scene, base_run, tmp_path, tiny_ip2p_dir
+):
+    first = _setup(_editing_with_base(scene, tmp_path, "first", PLAN, tiny_ip2p_dir, base_run))
+    assert writer.GLOBAL_BUFFER["max_iter"] == PLAN
+    _kill_at(first, 9)
+    with pytest.raises(_Killed):
+        first.train()
+    checkpoints = first.checkpoint_dir
+    # resumed as nerfstudio users do, once with a different --max-num-iterations: the plan is kept
+    for name, iterations, kill in (("second", 5, 13), ("third", PLAN, None)):
+        config = _editing_with_base(scene, tmp_path, name, iterations, tiny_ip2p_dir, base_run)
+        config.load_dir = checkpoints
+        resumed = _setup(config)
+        assert (
+            resumed.total_iterations == PLAN and writer.GLOBAL_BUFFER["max_iter"] == PLAN
+        )  # progress: of 14
+        assert resumed._start_step == {"second": 9, "third": 13}[name]  # after the checkpoints at 8 and 12
+        if kill is not None:
+            _kill_at(resumed, kill)
+            with pytest.raises(_Killed):
+                resumed.train()
+        else:
+            resumed.train()
+        checkpoints = resumed.checkpoint_dir
+    final = load_checkpoint_file(resolve_checkpoint(resumed.base_dir))
+    assert final["step"] == PLAN - 1 and final[PLAN_KEY] == {"total_iterations": PLAN}
+    state = final["pipeline"]
+    updates = len(range(0, PLAN, EDIT_EVERY))
+    assert int(state["datamanager.edits_done"]) == updates == int(state["datamanager.edit_counts"].sum())
+
+    # a finished edit resumed again trains nothing; --total-iterations extends the plan
+    config = _editing_with_base(scene, tmp_path, "again", PLAN, tiny_ip2p_dir, base_run)
+    config.load_dir = resumed.checkpoint_dir
+    again = _setup(config)
+    again.train()
+    assert not again.checkpoint_dir.exists()
+    config = _editing_with_base(scene, tmp_path, "longer", PLAN, tiny_ip2p_dir, base_run, total_iterations=18)
+    config.load_dir = resumed.checkpoint_dir
+    longer = _setup(config)
+    longer.train()
+    final = load_checkpoint_file(resolve_checkpoint(longer.base_dir))
+    assert final["step"] == 17 and int(final["pipeline"]["datamanager.edits_done"]) == updates + 2
+
+
+def _editing_with_base(scene, output, name, iterations, editor, base_run, **trainer):
+    config = _editing(scene, output, name, iterations, editor, **trainer)
+    config.pipeline.base_checkpoint = base_run
+    return config
