@@ -40,3 +40,35 @@ def tiny_ip2p_dir(tmp_path_factory):
     from relevance_nerf2nerf.diffusion.tiny import build_instruct_pix2pix
 
     return build_instruct_pix2pix(tmp_path_factory.mktemp("tiny_ip2p"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    """A tiny random-weight CLIPModel with its tokenizer and image processor (save_pretrained), built once.
+    It measures nothing: it only exercises the CLIP code path offline."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    from relevance_nerf2nerf.diffusion.tiny import (
+        DEFAULT_WORDS,
+        SPECIAL_END,
+        SPECIAL_START,
+        write_clip_tokenizer,
+    )
+
+    directory = tmp_path_factory.mktemp("tiny_clip")
+    write_clip_tokenizer(directory, [*DEFAULT_WORDS, "photo", "cone", "cylinder"], model_max_length=16)
+    tokenizer = CLIPTokenizer.from_pretrained(directory, model_max_length=16, pad_token=SPECIAL_END)
+    vocab = tokenizer.get_vocab()
+    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=16, bos_token_id=vocab[SPECIAL_START],
+                eos_token_id=vocab[SPECIAL_END], pad_token_id=vocab[SPECIAL_END])  # fmt: skip
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=32, patch_size=8)  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor.save_pretrained(directory)
+    return directory

@@ -23,55 +23,6 @@ from relevance_nerf2nerf.evaluation.ground_truth import ground_truth_metrics, lo
 from relevance_nerf2nerf.scenes import generate_scene, render_views
 
 
-def build_tiny_clip(directory, seed: int = 0):
-    """A randomly initialised CLIPModel (+ tokenizer + image processor) saved with save_pretrained."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
-
-    from relevance_nerf2nerf.diffusion.tiny import (
-        DEFAULT_WORDS,
-        SPECIAL_END,
-        SPECIAL_START,
-        write_clip_tokenizer,
-    )
-
-    write_clip_tokenizer(directory, [*DEFAULT_WORDS, "photo", "cone", "cylinder"], model_max_length=16)
-    tokenizer = CLIPTokenizer.from_pretrained(directory, model_max_length=16, pad_token=SPECIAL_END)
-    vocab = tokenizer.get_vocab()
-    text = dict(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=16,
-        bos_token_id=vocab[SPECIAL_START],
-        eos_token_id=vocab[SPECIAL_END],
-        pad_token_id=vocab[SPECIAL_END],
-    )
-    vision = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
-    torch.manual_seed(seed)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(
-        directory
-    )
-    tokenizer.save_pretrained(directory)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        directory
-    )
-    return directory
-
-
-@pytest.fixture(scope="session")
-def tiny_clip_dir(tmp_path_factory):
-    return build_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
-
-
 # --- CLIP similarities on known embeddings --------------------------------------------------------
 def test_clip_similarities_on_known_vectors():
     before = torch.tensor([[1.0, 0.0], [1.0, 0.0]])

@@ -8,17 +8,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from relevance_nerf2nerf.errors import InvalidInputError
+from relevance_nerf2nerf.errors import InvalidInputError, check_output_dir
 
 
 def check_new_output_dir(path: Path, flag: str = "--output-dir") -> None:
-    """Refuse (one line) an output folder that already holds files, or a path that is a file.
+    """Refuse (one line) an output folder that already holds files, a file, or an unwritable place.
 
     Args:
         path: the folder the command will create.
         flag: the option that named it, for the message.
     """
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    check_output_dir(path, flag)  # not a file, not inside one, writable
+    if path.exists() and any(path.iterdir()):
         raise InvalidInputError(
             f"{flag} {path} already exists and is not empty: choose a new folder (nothing is overwritten)"
         )
