@@ -21,8 +21,7 @@ from pathlib import Path
 import torch
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
-from relevance_nerf2nerf.diffusion.images import psnr
-from relevance_nerf2nerf.evaluation.metrics import iou
+from relevance_nerf2nerf.evaluation.metrics import iou, mean_colour, nearest_colour, psnr_outside
 from relevance_nerf2nerf.scenes.render import cast
 from relevance_nerf2nerf.scenes.spec import COLOURS, random_cameras, random_scene_spec
 from relevance_nerf2nerf.toy_editor.data import HELD_OUT_SEED_OFFSET, confusable_colours, instruction
@@ -134,15 +133,12 @@ def relevance_specificity(
 def score_edit(sample: HeldOutSample, edited: torch.Tensor) -> dict[str, float]:
     """Hit, colour error and PSNR outside the object for one edited image (1, 3, H, W)."""
     pixels = edited[0].permute(1, 2, 0)
-    mean = pixels[sample.mask].mean(0)
-    distances = {c: (mean - ref).norm().item() for c, ref in sample.references.items()}
-    nearest = min(distances, key=distances.__getitem__)
-    outside = ~sample.mask
+    mean = mean_colour(pixels, sample.mask)
     src = sample.image[0].permute(1, 2, 0)
     return {
-        "hit": float(nearest == sample.target_colour),
-        "colour_error": distances[sample.target_colour],
-        "psnr_outside": psnr(pixels[outside], src[outside]),
+        "hit": float(nearest_colour(mean, sample.references) == sample.target_colour),
+        "colour_error": (mean - sample.references[sample.target_colour]).norm().item(),
+        "psnr_outside": psnr_outside(pixels, src, sample.mask),
     }
 
 
