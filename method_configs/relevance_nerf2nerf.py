@@ -2,7 +2,8 @@
 
 - ``nerfacto-tiny``: plain nerfacto reconstruction at the CPU preset (no LPIPS download): the base model;
 - ``relevance-nerf2nerf``: the paper's scene editing, IP2P in fp32, LPIPS when available;
-- ``relevance-nerf2nerf-small``: the same with IP2P in fp16 (fits a 12 GB GPU);
+- ``relevance-nerf2nerf-small``: the same with IP2P in fp16, sliced attention, sliced/tiled VAE and the text
+  encoder on the CPU (consumer GPUs);
 - ``relevance-nerf2nerf-tiny``: the CPU preset used by the tests and the demo.
 
 Importing this module allow-lists numpy's scalar classes for weights-only checkpoint loading, so
@@ -12,6 +13,8 @@ diffusers is never imported here.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.configs.base_config import LocalWriterConfig, LoggingConfig, MachineConfig, ViewerConfig
@@ -33,6 +36,60 @@ from relevance_nerf2nerf.nerf.trainer import RelevanceTrainerConfig
 
 allow_numpy_in_checkpoints()
 report_uncaught_errors_as_one_line()
+
+# Instruct-NeRF2NeRF's pipeline flag -> ours (README: "Coming from Instruct-NeRF2NeRF").
+IN2N_ALIASES = {
+    "prompt": "instruction",
+    "guidance_scale": "text_guidance",
+    "image_guidance_scale": "image_guidance",
+    "diffusion_steps": "edit_steps",
+    "edit_rate": "edit_every",
+    "edit_count": "views_per_update",
+    "ip2p_device": "editor_device",
+}
+
+
+@dataclass
+class In2NAliasedPipelineConfig(RelevanceNerf2NerfPipelineConfig):
+    """Our pipeline config that also takes Instruct-NeRF2NeRF's flag names, mapped onto ours when the
+    config is built (an alias given wins over our flag; the saved config.yml holds only our names)."""
+
+    prompt: str | None = None
+    """Instruct-NeRF2NeRF's name of --pipeline.instruction."""
+    guidance_scale: float | None = None
+    """Instruct-NeRF2NeRF's name of --pipeline.text-guidance."""
+    image_guidance_scale: float | None = None
+    """Instruct-NeRF2NeRF's name of --pipeline.image-guidance."""
+    diffusion_steps: int | None = None
+    """Instruct-NeRF2NeRF's name of --pipeline.edit-steps."""
+    edit_rate: int | None = None
+    """Instruct-NeRF2NeRF's name of --pipeline.edit-every."""
+    edit_count: int | None = None
+    """Instruct-NeRF2NeRF's name of --pipeline.views-per-update."""
+    lower_bound: float | None = None
+    """Instruct-NeRF2NeRF's name of the low end of --pipeline.edit-noise-range."""
+    upper_bound: float | None = None
+    """Instruct-NeRF2NeRF's name of the high end of --pipeline.edit-noise-range."""
+    ip2p_device: str | None = None
+    """Instruct-NeRF2NeRF's name of --pipeline.editor-device."""
+    ip2p_use_full_precision: bool | None = None
+    """Instruct-NeRF2NeRF's flag: True is --pipeline.editor-precision fp32, False fp16."""
+
+    def __post_init__(self) -> None:
+        for alias, ours in IN2N_ALIASES.items():
+            if getattr(self, alias) is not None:
+                setattr(self, ours, getattr(self, alias))
+                setattr(self, alias, None)
+        low, high = self.edit_noise_range
+        if self.lower_bound is not None or self.upper_bound is not None:
+            self.edit_noise_range = (
+                low if self.lower_bound is None else self.lower_bound,
+                high if self.upper_bound is None else self.upper_bound,
+            )
+            self.lower_bound = self.upper_bound = None
+        if self.ip2p_use_full_precision is not None:
+            self.editor_precision = "fp32" if self.ip2p_use_full_precision else "fp16"
+            self.ip2p_use_full_precision = None
 
 
 def _logging() -> LoggingConfig:
@@ -100,7 +157,7 @@ def _editing(
         max_num_iterations=iterations,
         mixed_precision=not cpu,
         machine=MachineConfig(device_type="cpu" if cpu else "cuda"),
-        pipeline=RelevanceNerf2NerfPipelineConfig(
+        pipeline=In2NAliasedPipelineConfig(
             datamanager=RelevanceDataManagerConfig(
                 dataparser=NerfstudioDataParserConfig(),
                 train_num_rays_per_batch=rays,
@@ -154,8 +211,9 @@ relevance_nerf2nerf_small = MethodSpecification(
         iterations=4000,
         cpu=False,
         editor_precision="fp16",
+        editor_memory_saving=True,
     ),
-    description="Watch Your Steps scene editing with InstructPix2Pix in fp16 (fits a 12 GB GPU).",
+    description="Watch Your Steps scene editing, InstructPix2Pix in fp16 with memory savings (12 GB GPUs).",
 )
 
 relevance_nerf2nerf_tiny = MethodSpecification(

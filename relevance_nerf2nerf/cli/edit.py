@@ -58,6 +58,8 @@ class EditCommand:
     """'auto' = fp16 on CUDA, fp32 on CPU."""
     compare: bool = False
     """Also run plain InstructPix2Pix with the same seed and write <stem>_compare.png."""
+    crop_to_relevance: bool = False
+    """Denoise only a window around the relevance mask (pixels outside it are kept bit for bit anyway)."""
     max_megapixels: float | None = None
     """Size guard: images above this many megapixels are refused (or downscaled with --downscale).
     Default: 1 on the CPU, 4 on CUDA (a 6000x4000 photo needs about 14 GB of RAM on the CPU)."""
@@ -96,6 +98,7 @@ def run(command: EditCommand) -> dict[str, Path]:
     import torch
 
     from relevance_nerf2nerf.diffusion import images
+    from relevance_nerf2nerf.diffusion.crop import CropSettings
     from relevance_nerf2nerf.diffusion.editor import load_editor, validate_edit_settings
     from relevance_nerf2nerf.diffusion.ip2p import resolve_device
 
@@ -137,6 +140,7 @@ def run(command: EditCommand) -> dict[str, Path]:
         t_rel=command.t_rel,
         generator=torch.Generator().manual_seed(command.seed),
         progress=True,
+        crop=CropSettings() if command.crop_to_relevance else None,
         **settings,
     )
     timings["edit_s"] = time.perf_counter() - start

@@ -103,9 +103,10 @@ class RelevanceDataManager(VanillaDataManager):
     def has_relevance(self, index: int) -> bool:
         return bool(self.relevance_valid[index])
 
-    def view_due(self, seed: int) -> int:
-        """Dataset index of the next view to edit: pass p visits the views in randperm(N, seed + p)."""
-        done = int(self.edits_done)
+    def view_due(self, seed: int, ahead: int = 0) -> int:
+        """Dataset index of the view to edit ``ahead`` updates from now (0: the next one): pass p visits the
+        views in randperm(N, seed + p)."""
+        done = int(self.edits_done) + ahead
         generator = torch.Generator().manual_seed(seed + done // self.num_views)
         return int(torch.randperm(self.num_views, generator=generator)[done % self.num_views])
 
