@@ -104,6 +104,31 @@ def test_load_dir_of_a_base_run_starts_a_fresh_edit_like_base_checkpoint(
     assert int(via_load_dir.pipeline.datamanager.edits_done) == 0
 
 
+def test_instruct_nerf2nerf_flag_names_map_onto_ours():
+    """An Instruct-NeRF2NeRF command line parses as it does for ``ns-train`` and sets our settings."""
+    import dataclasses
+
+    import tyro
+
+    default = relevance_nerf2nerf_tiny.config
+    in2n = {"--pipeline.prompt": "make it blue", "--pipeline.guidance-scale": "6.5",
+            "--pipeline.image-guidance-scale": "1.2", "--pipeline.diffusion-steps": "9",
+            "--pipeline.edit-rate": "5", "--pipeline.edit-count": "2", "--pipeline.lower-bound": "0.1",
+            "--pipeline.upper-bound": "0.7", "--pipeline.ip2p-device": "cpu",
+            "--pipeline.ip2p-use-full-precision": "False"}  # fmt: skip
+    parsed = tyro.cli(type(default), default=default, args=[x for pair in in2n.items() for x in pair])
+    pipeline = parsed.pipeline
+    ours = {"instruction": "make it blue", "text_guidance": 6.5, "image_guidance": 1.2, "edit_steps": 9,
+            "edit_every": 5, "views_per_update": 2, "edit_noise_range": (0.1, 0.7), "editor_device": "cpu",
+            "editor_precision": "fp16"}  # fmt: skip
+    assert {k: getattr(pipeline, k) for k in ours} == ours
+    aliases = {flag.removeprefix("--pipeline.").replace("-", "_") for flag in in2n}
+    assert all(getattr(pipeline, name) is None for name in aliases)  # config.yml keeps only our names
+    assert aliases <= {f.name for f in dataclasses.fields(pipeline)}
+    unchanged = tyro.cli(type(default), default=default, args=["--pipeline.instruction", "x"]).pipeline
+    assert unchanged.edit_noise_range == default.pipeline.edit_noise_range and unchanged.instruction == "x"
+
+
 # --- defect 5 ------------------------------------------------------------------------------------------
 class _Killed(BaseException):
     """Stands in for SIGKILL at the end of a training step."""
