@@ -323,7 +323,7 @@ def test_relevance_guided_edit_keeps_the_background(scene, edit_runs):
 def test_edited_dataset_is_exported_as_a_nerfstudio_dataset(edit_runs):
     trainer = edit_runs[0.5]
     export = Path(trainer.base_dir) / "edited_dataset"
-    parser = NerfstudioDataParserConfig(data=export, train_split_fraction=1.0).setup()
+    parser = NerfstudioDataParserConfig(data=export).setup()  # the capture's frames and split
     outputs = parser.get_dataparser_outputs("train")
     datamanager = trainer.pipeline.datamanager
     assert len(outputs.image_filenames) == datamanager.num_views
