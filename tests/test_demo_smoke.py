@@ -9,6 +9,7 @@ from PIL import Image
 
 from relevance_nerf2nerf.cli.demo import main, target_of
 from relevance_nerf2nerf.errors import InvalidInputError
+from relevance_nerf2nerf.evaluation.sheets import LABEL_WIDTH
 
 
 def test_instruction_must_name_an_object_of_the_scene():
@@ -39,16 +40,28 @@ def test_shortened_demo_writes_every_artefact(tmp_path):
     record = json.loads((out / "metrics.json").read_text())
     metrics = record["metrics"]
     assert metrics["object"] == "cube" and metrics["target_colour"] == "blue"
-    for key in ("psnr_outside_object_after_vs_before", "object_colour_change", "relevance_iou_with_object"):
-        assert isinstance(metrics[key], float)
+    # both methods, from the same base run, each with the colour change of every object it was not told about
+    assert set(record["methods"]) == {"ours (tau 0.5)", "Instruct-NeRF2NeRF (tau 0)"}
+    assert record["methods"]["ours (tau 0.5)"] == metrics
+    keys = ("psnr_outside_object_after_vs_before", "object_colour_change", "relevance_iou_with_object")
+    for method in record["methods"].values():
+        assert all(isinstance(method[key], float) for key in keys)
+        changes = method["non_target_colour_change"]
+        assert set(changes) == {"cone", "sphere"} and all(isinstance(v, float) for v in changes.values())
+        assert method["max_non_target_colour_change"] == max(changes.values())
     assert set(record["wall_time_s"]) == {
-        "generate scene", "train base (nerfacto-tiny)", "edit (relevance-nerf2nerf-tiny)", "render + measure"
+        "generate scene", "train base (nerfacto-tiny)", "edit (relevance-nerf2nerf-tiny)",
+        "edit, Instruct-NeRF2NeRF (tau 0)", "render + measure",
     }  # fmt: skip
-    for name in ("before.gif", "after.gif", "relevance.gif", "input_before_after_relevance.gif"):
+    for name in ("before.gif", "after.gif", "after_in2n.gif", "relevance.gif"):
         with Image.open(out / name) as gif:
-            assert gif.n_frames == 6 and gif.size[1] == 64 * 3
+            assert gif.n_frames == 6 and gif.size == (64 * 3, 64 * 3)
+    with Image.open(out / "input_before_after_relevance.gif") as gif:  # input, before, IN2N, ours, relevance
+        assert gif.n_frames == 6 and gif.size == (5 * 64 * 3, 64 * 3)
     with Image.open(out / "contact_sheet.png") as sheet:
-        assert sheet.size == (6 * 64 * 3, 4 * 64 * 3)
-    edit_run = out / "runs" / "demo" / "relevance-nerf2nerf-tiny" / "edit"
-    assert (edit_run / "config.yml").is_file() and list((edit_run / "nerfstudio_models").glob("step-*.ckpt"))
-    assert (out / "logs" / "base.log").is_file() and (out / "logs" / "edit.log").is_file()
+        assert sheet.size == (LABEL_WIDTH + 6 * 64 * 3, 5 * 64 * 3)
+    for timestamp in ("edit", "edit-in2n"):
+        run = out / "runs" / "demo" / "relevance-nerf2nerf-tiny" / timestamp
+        assert (run / "config.yml").is_file() and list((run / "nerfstudio_models").glob("step-*.ckpt"))
+    for log in ("base.log", "edit.log", "edit_in2n.log"):
+        assert (out / "logs" / log).is_file()

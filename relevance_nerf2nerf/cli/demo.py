@@ -1,12 +1,15 @@
-"""``relevance-demo`` (``make demo``): the whole method end to end on a CPU, in about 7 minutes.
+"""``relevance-demo`` (``make demo``): the whole method end to end on a CPU, beside Instruct-NeRF2NeRF.
 
 1. generate a synthetic scene (``relevance_nerf2nerf.scenes``) with ground-truth object masks;
-2. ``ns-train nerfacto-tiny`` on it: the unedited base scene;
+2. ``ns-train nerfacto-tiny`` on it: the unedited base scene, trained once;
 3. ``ns-train relevance-nerf2nerf-tiny --pipeline.base-checkpoint <base> --pipeline.instruction ...`` with the
-   bundled toy editor (``relevance_nerf2nerf/assets/toy-editor``, a small trained InstructPix2Pix);
-4. render every view of both runs: before/after/relevance GIFs and a contact sheet, and measure the PSNR
-   outside the edited object (after vs before, from the generator's masks), the colour change inside it and
-   the wall time of every stage (printed as a table and written to ``metrics.json``).
+   bundled toy editor (``relevance_nerf2nerf/assets/toy-editor``, a small trained InstructPix2Pix), and (with
+   ``--compare``, the default) the same from the same base, seed and cameras with ``--pipeline.mask-threshold
+   0``: Instruct-NeRF2NeRF;
+4. render every view of every run: GIFs and a contact sheet (input, before, IN2N after, ours after,
+   relevance), and measure per method (``relevance_nerf2nerf.evaluation``, from the generator's masks) the
+   PSNR outside the edited object, its colour change, the colour change of every other object and the wall
+   time of every stage (printed as a table and written to ``metrics.json``).
 
 The training stages run ``ns-train`` as subprocesses, exactly as a user would (their logs go to
 ``<output-dir>/logs``). With a GPU and the real InstructPix2Pix only the flags change, e.g.::
@@ -27,21 +30,23 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 import tyro
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
-from relevance_nerf2nerf.diffusion.images import MAX_MEGAPIXELS, check_megapixels, psnr
+from relevance_nerf2nerf.diffusion.images import MAX_MEGAPIXELS, check_megapixels
 from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError, check_output_dir
-from relevance_nerf2nerf.scenes.spec import COLOURS, SHAPES, random_scene_spec, ring_cameras
+from relevance_nerf2nerf.evaluation.ground_truth import ground_truth_metrics, load_ground_truth, target_of
+from relevance_nerf2nerf.evaluation.sheets import contact_sheet, heatmaps, rgb_rows, save_gif
+from relevance_nerf2nerf.scenes.spec import random_scene_spec, ring_cameras
 
 _STEP = re.compile(r"(\d+)\s+\(\s*(\d+(?:\.\d+)?)%\)")
+SIDE_BY_SIDE = "input_before_after_relevance.gif"
+IN2N = "Instruct-NeRF2NeRF (tau 0)"
 
 
 @dataclass
@@ -85,6 +90,9 @@ class DemoCommand:
     """Seed of the editing pipeline (view order, noise levels, diffusion noise)."""
     extra_edit_args: list[str] = field(default_factory=list)
     """Further ns-train arguments for the editing run, e.g. --extra-edit-args=--pipeline.edit-every 5."""
+    compare: bool = True
+    """Also run Instruct-NeRF2NeRF (the same pipeline with tau 0) from the same base run, seed and cameras,
+    and show both edits side by side (--no-compare: ours only, about 3 minutes less on a CPU)."""
 
 
 @dataclass
@@ -101,20 +109,6 @@ def _ns_train() -> str:
             "ns-train not found: install nerfstudio (make setup) or activate the environment"
         )
     return found
-
-
-def target_of(instruction: str, scene_objects: list[str]) -> tuple[str, str | None]:
-    """The object an instruction names (must be in the scene) and the colour it asks for (if any)."""
-    words = re.findall(r"[a-z]+", instruction.lower())
-    shapes = [w for w in words if w in SHAPES]
-    if not shapes or shapes[0] not in scene_objects:
-        named = f"names no object of the scene (no {shapes[0]} in it)" if shapes else "names no object"
-        choices = ", ".join(scene_objects)
-        raise InvalidInputError(
-            f"instruction {instruction!r} {named}: name one of {choices} or change --scene-seed"
-        )
-    colours = [w for w in words if w in COLOURS]
-    return shapes[0], colours[-1] if colours else None
 
 
 def run_ns_train(args: list[str], total: int, description: str, log_path: Path, progress) -> None:
@@ -145,116 +139,20 @@ def _run_dir(root: Path, method: str, timestamp: str) -> Path:
     return root / "demo" / method / timestamp
 
 
-def render_run(config: Path) -> dict[str, torch.Tensor]:
-    """Render every view of the scene (train and eval split, in frame order) from a trained run.
+def write_media(out: Path, rows: dict[str, np.ndarray], gifs: dict[str, np.ndarray]) -> dict[str, Path]:
+    """One GIF per entry of ``gifs``, all ``rows`` side by side as a GIF, and a labelled contact sheet PNG.
 
-    Returns ``rgb`` (V, H, W, 3) and, when the model has it, ``relevance`` (V, H, W), both on the CPU.
+    Args:
+        out: the run's folder.
+        rows: label -> (V, H, W, 3) uint8, in contact-sheet order (top to bottom, left to right in the GIF).
+        gifs: file stem -> (V, H, W, 3) uint8 frames.
     """
-    from nerfstudio.utils.eval_utils import eval_setup
-
-    from relevance_nerf2nerf.nerf.checkpoints import allow_numpy_in_checkpoints
-
-    allow_numpy_in_checkpoints()
-    with warnings.catch_warnings():  # nerfstudio's indexing deprecation warnings, once per camera
-        warnings.simplefilter("ignore")
-        return _render_all(eval_setup(config, test_mode="test")[1])
-
-
-def _render_all(pipeline) -> dict[str, torch.Tensor]:
-    datamanager = pipeline.datamanager
-    views = []
-    for dataset in (datamanager.train_dataset, datamanager.eval_dataset):
-        for i, name in enumerate(dataset._dataparser_outputs.image_filenames):
-            views.append((Path(name).name, dataset.cameras[i : i + 1]))
-    views.sort(key=lambda v: v[0])
-    outputs: dict[str, list[torch.Tensor]] = {"rgb": [], "relevance": []}
-    pipeline.eval()
-    with torch.no_grad():
-        for _, camera in views:
-            result = pipeline.model.get_outputs_for_camera(camera.to(pipeline.device))
-            outputs["rgb"].append(result["rgb"].clamp(0, 1).cpu())
-            if "relevance" in result:
-                outputs["relevance"].append(result["relevance"][..., 0].clamp(0, 1).cpu())
-    return {key: torch.stack(value) for key, value in outputs.items() if value}
-
-
-def measure(
-    scene, obj: str, colour: str | None, before: torch.Tensor, after: torch.Tensor,
-    relevance: torch.Tensor | None, tau: float,
-) -> dict:  # fmt: skip
-    """Edit metrics from the generator's ground truth (every view, train and eval split)."""
-    from relevance_nerf2nerf.scenes import load_scene, render_views
-
-    info = load_scene(scene)
-    truth, masks = render_views(info.spec, info.cameras)
-    mask = masks[obj]
-    metrics: dict = {
-        "object": obj,
-        "target_colour": colour,
-        "object_pixel_fraction": mask.float().mean().item(),
-        "base_psnr_vs_ground_truth": psnr(before, truth),
-        "psnr_outside_object_after_vs_before": psnr(after[~mask], before[~mask]),
-        "psnr_inside_object_after_vs_before": psnr(after[mask], before[mask]),
-        "object_mean_rgb_before": before[mask].mean(0).tolist(),
-        "object_mean_rgb_after": after[mask].mean(0).tolist(),
-        "object_colour_change": (after[mask].mean(0) - before[mask].mean(0)).norm().item(),
-    }
-    references = {
-        c: render_views(info.spec, info.cameras, recolour={obj: c})[0][mask].mean(0) for c in COLOURS
-    }
-    mean_after = after[mask].mean(0)
-    nearest = min(references, key=lambda c: (references[c] - mean_after).norm().item())
-    metrics["object_nearest_colour_after"] = nearest
-    if colour is not None:
-        target = references[colour]
-        metrics["object_colour_error_before"] = (before[mask].mean(0) - target).norm().item()
-        metrics["object_colour_error_after"] = (mean_after - target).norm().item()
-        metrics["edit_hit"] = nearest == colour
-    if relevance is not None:
-        predicted = relevance >= tau
-        metrics["relevance_iou_with_object"] = (
-            (predicted & mask).sum() / (predicted | mask).sum().clamp(min=1)
-        ).item()
-    return metrics
-
-
-def _uint8(images: torch.Tensor) -> np.ndarray:
-    return (images.clamp(0, 1) * 255).round().byte().numpy()
-
-
-def write_media(out: Path, truth: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
-                relevance: torch.Tensor | None, scale: int = 3) -> dict[str, Path]:  # fmt: skip
-    """GIFs of every view (before, after, relevance, all side by side) and a contact sheet PNG."""
     from PIL import Image
 
-    from relevance_nerf2nerf.diffusion.images import colorize
-
-    heat = (
-        np.stack([colorize(r) for r in relevance]) if relevance is not None else np.zeros_like(_uint8(before))
-    )
-    rows = {"input": _uint8(truth), "before": _uint8(before), "after": _uint8(after), "relevance": heat}
-
-    def frames(array: np.ndarray) -> list:
-        return [
-            Image.fromarray(a).resize((a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST) for a in array
-        ]
-
-    paths = {}
-    for name in ("before", "after", "relevance"):
-        paths[f"{name}_gif"] = out / f"{name}.gif"
-        images = frames(rows[name])
-        images[0].save(paths[f"{name}_gif"], save_all=True, append_images=images[1:], duration=120, loop=0)
-    combined = frames(np.concatenate(list(rows.values()), axis=2))
-    paths["side_by_side_gif"] = out / "input_before_after_relevance.gif"
-    combined[0].save(
-        paths["side_by_side_gif"], save_all=True, append_images=combined[1:], duration=120, loop=0
-    )
-    picks = np.linspace(0, len(before) - 1, min(6, len(before))).round().astype(int)
-    sheet = np.concatenate([np.concatenate(list(row[picks]), axis=1) for row in rows.values()], axis=0)
+    paths = {f"{name}_gif": save_gif(frames, out / f"{name}.gif") for name, frames in gifs.items()}
+    paths["side_by_side_gif"] = save_gif(np.concatenate(list(rows.values()), axis=2), out / SIDE_BY_SIDE)
     paths["contact_sheet"] = out / "contact_sheet.png"
-    Image.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale), Image.NEAREST).save(
-        paths["contact_sheet"]
-    )
+    Image.fromarray(contact_sheet(rows)).save(paths["contact_sheet"])
     return paths
 
 
@@ -341,9 +239,9 @@ def run(command: DemoCommand) -> dict:
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
-    from relevance_nerf2nerf.scenes import generate_scene, load_scene
+    from relevance_nerf2nerf.evaluation.render import load_pipeline, render_dataset
+    from relevance_nerf2nerf.scenes import generate_scene
 
     validate(command)
     console = Console()
@@ -365,7 +263,11 @@ def run(command: DemoCommand) -> dict:
     common = ["--data", str(scene_dir), "--output-dir", str(runs), "--experiment-name", "demo",
               "--vis", "tensorboard", "--machine.device-type", command.device]  # fmt: skip
     base_dir = _run_dir(runs, command.base_method, "base")
-    edit_dir = _run_dir(runs, command.edit_method, "edit")
+    ours = f"ours (tau {command.mask_threshold:g})"
+    # method -> (run timestamp, tau); Instruct-NeRF2NeRF is the same pipeline with tau 0
+    edits = {ours: ("edit", command.mask_threshold)}
+    if command.compare:
+        edits[IN2N] = ("edit-in2n", 0.0)
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         start = time.perf_counter()
@@ -377,41 +279,52 @@ def run(command: DemoCommand) -> dict:
         )
         stages.append(Stage(f"train base ({command.base_method})", time.perf_counter() - start))
         checkpoint = sorted((base_dir / "nerfstudio_models").glob("step-*.ckpt"))[-1]
-        start = time.perf_counter()
-        edit_args = [
-            command.edit_method, *common, "--timestamp", "edit",
-            "--max-num-iterations", str(command.edit_iterations),
-            "--pipeline.base-checkpoint", str(checkpoint), "--pipeline.instruction", command.instruction,
-            "--pipeline.editor-model", command.editor_model, "--pipeline.editor-device", command.device,
-            "--pipeline.mask-threshold", str(command.mask_threshold),
-            "--pipeline.text-guidance", str(command.text_guidance),
-            "--pipeline.image-guidance", str(command.image_guidance), "--pipeline.seed", str(command.seed),
-            *command.extra_edit_args,
-        ]  # fmt: skip
-        run_ns_train(
-            edit_args,
-            command.edit_iterations,
-            f"ns-train {command.edit_method}",
-            out / "logs" / "edit.log",
-            progress,
-        )
-        stages.append(Stage(f"edit ({command.edit_method})", time.perf_counter() - start))
+        for method, (timestamp, tau) in edits.items():  # the same base checkpoint, seed and cameras
+            start = time.perf_counter()
+            edit_args = [
+                command.edit_method, *common, "--timestamp", timestamp,
+                "--max-num-iterations", str(command.edit_iterations),
+                "--pipeline.base-checkpoint", str(checkpoint), "--pipeline.instruction", command.instruction,
+                "--pipeline.editor-model", command.editor_model, "--pipeline.editor-device", command.device,
+                "--pipeline.mask-threshold", str(tau),
+                "--pipeline.text-guidance", str(command.text_guidance),
+                "--pipeline.image-guidance", str(command.image_guidance),
+                "--pipeline.seed", str(command.seed), *command.extra_edit_args,
+            ]  # fmt: skip
+            log = out / "logs" / f"{timestamp.replace('-', '_')}.log"
+            label = f"ns-train {'IN2N' if method == IN2N else command.edit_method}"
+            run_ns_train(edit_args, command.edit_iterations, label, log, progress)
+            stage = "edit, Instruct-NeRF2NeRF (tau 0)" if method == IN2N else f"edit ({command.edit_method})"
+            stages.append(Stage(stage, time.perf_counter() - start))
 
         start = time.perf_counter()
-        task = progress.add_task("render before/after", total=2)
-        before = render_run(base_dir / "config.yml")
-        progress.update(task, advance=1)
-        after = render_run(edit_dir / "config.yml")
-        progress.update(task, advance=1)
-    relevance = after.get("relevance")
-    metrics = measure(scene_dir, obj, colour, before["rgb"], after["rgb"], relevance, command.mask_threshold)
-    from relevance_nerf2nerf.scenes import render_views
-
-    info = load_scene(scene_dir)
-    truth, _ = render_views(info.spec, info.cameras)
-    media = write_media(out, truth, before["rgb"], after["rgb"], relevance)
+        task = progress.add_task("render + measure", total=1 + len(edits))
+        before = render_dataset(load_pipeline(base_dir / "config.yml"))
+        progress.advance(task)
+        truth = load_ground_truth(scene_dir, before.names)
+        after, results = {}, {}
+        for method, (timestamp, tau) in edits.items():
+            run_dir = _run_dir(runs, command.edit_method, timestamp)
+            after[method] = render_dataset(load_pipeline(run_dir / "config.yml"))
+            results[method] = ground_truth_metrics(
+                after[method].rgb, before.rgb, truth, obj, colour, after[method].relevance, tau
+            )
+            progress.advance(task)
+    assert truth.images is not None
+    rows = {"input": truth.images, "before": before.rgb}
+    if command.compare:
+        rows["after, IN2N (tau 0)"] = after[IN2N].rgb
+    rows[f"after, {ours}"] = after[ours].rgb
+    rows = rgb_rows(rows)
+    relevance = after[ours].relevance
+    rows["relevance (ours)"] = heatmaps(relevance) if relevance is not None else np.zeros_like(rows["before"])
+    gifs = {"before": rows["before"], "after": rows[f"after, {ours}"], "relevance": rows["relevance (ours)"]}
+    if command.compare:
+        gifs["after_in2n"] = rows["after, IN2N (tau 0)"]
+    media = write_media(out, rows, gifs)
     stages.append(Stage("render + measure", time.perf_counter() - start))
 
+    metrics = results[ours]
     record = {
         "instruction": command.instruction,
         "scene": {
@@ -421,38 +334,55 @@ def run(command: DemoCommand) -> dict:
             "size": [command.width, command.height],
         },  # fmt: skip
         "metrics": metrics,
+        "methods": results,
         "wall_time_s": {s.name: round(s.seconds, 1) for s in stages},
         "total_wall_time_s": round(sum(s.seconds for s in stages), 1),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(command).items()},
         "outputs": {
             k: str(v)
-            for k, v in {**media, "run_dir": out, "base_run": base_dir, "edit_run": edit_dir}.items()
-        },
+            for k, v in {
+                **media, "run_dir": out, "base_run": base_dir,
+                **{f"edit_run {m}": _run_dir(runs, command.edit_method, t) for m, (t, _) in edits.items()},
+            }.items()
+        },  # fmt: skip
     }
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
-
-    table = Table(title=f"relevance-demo: {command.instruction!r}")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row(
-        "PSNR outside the object, after vs before", f"{metrics['psnr_outside_object_after_vs_before']:.2f} dB"
-    )
-    table.add_row("object colour change |mean RGB after - before|", f"{metrics['object_colour_change']:.3f}")
-    if colour is not None:
-        table.add_row(
-            f"object colour error to {colour} (before -> after)",
-            f"{metrics['object_colour_error_before']:.3f} -> {metrics['object_colour_error_after']:.3f}",
-        )
-    table.add_row("object's nearest named colour after", metrics["object_nearest_colour_after"])
-    if "relevance_iou_with_object" in metrics:
-        table.add_row("relevance mask IoU with the object", f"{metrics['relevance_iou_with_object']:.3f}")
-    table.add_row("base PSNR vs ground truth", f"{metrics['base_psnr_vs_ground_truth']:.2f} dB")
-    for stage in stages:
-        table.add_row(f"wall time: {stage.name}", f"{stage.seconds:.0f} s")
-    table.add_row("wall time: total", f"{record['total_wall_time_s']:.0f} s")
-    console.print(table)
+    console.print(results_table(command.instruction, results, stages, metrics["base_psnr_vs_ground_truth"]))
     console.print(f"contact sheet: {media['contact_sheet']}  metrics: {out / 'metrics.json'}")
     return record
+
+
+def results_table(instruction: str, results: dict[str, dict], stages: list[Stage], base_psnr: float):
+    """The demo's table: one column per method, one row per measure, every non-target object included."""
+    from rich.table import Table
+
+    table = Table(title=f"relevance-demo: {instruction!r}")
+    table.add_column("measure")
+    for method in results:
+        table.add_column(method, justify="right")
+    first = next(iter(results.values()))
+    target, colour = first["object"], first["target_colour"]
+    blank = [""] * (len(results) - 1)
+
+    def row(label: str, key: str, fmt: str = "{:.3f}") -> None:
+        table.add_row(label, *(fmt.format(m[key]) for m in results.values()))
+
+    row("PSNR outside the target, after vs before", "psnr_outside_object_after_vs_before", "{:.2f} dB")
+    row(f"{target}: colour change |mean RGB after - before|", "object_colour_change")
+    if colour is not None:
+        row(f"{target}: colour error to {colour} before", "object_colour_error_before")
+        row(f"{target}: colour error to {colour} after", "object_colour_error_after")
+    row(f"{target}: nearest named colour after", "object_nearest_colour_after", "{}")
+    for other in first["non_target_colour_change"]:
+        changes = [f"{m['non_target_colour_change'][other]:.3f}" for m in results.values()]
+        table.add_row(f"{other} (not named): colour change after vs before", *changes)
+    if "relevance_iou_with_object" in first:
+        row("relevance mask IoU with the target", "relevance_iou_with_object")
+    table.add_row("base PSNR vs ground truth", f"{base_psnr:.2f} dB", *blank)
+    for stage in stages:
+        table.add_row(f"wall time: {stage.name}", f"{stage.seconds:.0f} s", *blank)
+    table.add_row("wall time: total", f"{sum(s.seconds for s in stages):.0f} s", *blank)
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
