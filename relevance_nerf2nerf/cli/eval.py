@@ -120,9 +120,13 @@ def _base_config_of(edited, edited_path: Path) -> Path:
     from relevance_nerf2nerf.nerf.checkpoints import resolve_checkpoint
 
     base = getattr(edited.pipeline, "base_checkpoint", None)
+    load_dir = getattr(edited, "load_dir", None)  # IN2N's habit: --load-dir <base run>/nerfstudio_models
+    if base is None and load_dir is not None:
+        loaded_run = Path(load_dir).parent
+        base = loaded_run if loaded_run.resolve() != edited_path.parent.resolve() else None
     if base is None:
         raise InvalidInputError(
-            f"{edited_path} names no base run (no --pipeline.base-checkpoint): pass "
+            f"{edited_path} names no base run (no --pipeline.base-checkpoint or --load-dir): pass "
             "--base-config with the config.yml of the unedited run"
         )
     checkpoint = resolve_checkpoint(Path(base))
