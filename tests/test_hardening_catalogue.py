@@ -5,29 +5,15 @@ written, changed or deleted, no partial output). All cases fail before a model l
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from folder_state import snapshot
 from PIL import Image
 
 from relevance_nerf2nerf.cli import demo, edit, scene
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Relative path -> content hash ('dir' for folders, 'link -> target' for symlinks)."""
-    result = {}
-    for path in sorted(root.rglob("*")):
-        key = str(path.relative_to(root))
-        if path.is_symlink():
-            result[key] = f"link -> {path.readlink()}"
-        elif path.is_dir():
-            result[key] = "dir"
-        else:
-            result[key] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return result
 
 
 @pytest.fixture

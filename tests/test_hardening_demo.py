@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
+from folder_state import snapshot
 
 from relevance_nerf2nerf.cli import demo
 from relevance_nerf2nerf.errors import RelevanceError
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Relative path -> content hash ('dir' for folders) of everything under ``root``."""
-    return {
-        str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-    }
 
 
 @pytest.fixture

@@ -3,25 +3,16 @@ all; every accepted ``--steps`` works (defect 3); very large images are refused 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from folder_state import snapshot
 from PIL import Image
 
 from relevance_nerf2nerf.cli import edit
 from relevance_nerf2nerf.diffusion import images
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Relative path -> content hash ('dir' for folders, 'link' for symlinks) of everything under root."""
-    return {
-        str(p.relative_to(root)): "link" if p.is_symlink() else "dir" if p.is_dir()
-        else hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-    }  # fmt: skip
 
 
 def write_png(path: Path, size: tuple[int, int] = (12, 10), seed: int = 0) -> Path:
