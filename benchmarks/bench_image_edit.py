@@ -39,9 +39,14 @@ from relevance_nerf2nerf.diffusion.tiny import build_components
 
 RESULTS = Path(__file__).parent / "results" / "image_edit.json"
 
-# Component sizes: "tiny" is the test model; "sd15" matches Stable Diffusion 1.5 / InstructPix2Pix.
+# Component sizes: "tiny" is the test model; "mid" a CPU-sized model with SD's latent factor 8 and three UNet
+# levels (the crop benchmark); "sd15" matches Stable Diffusion 1.5 / InstructPix2Pix.
 SIZES: dict[str, dict] = {
     "tiny": dict(unet_channels=(32, 64), vae_channels=(32, 64), text_dim=32, text_layers=2),
+    "mid": dict(
+        unet_channels=(64, 128, 256), layers_per_block=1, attention_head_dim=4,
+        vae_channels=(16, 32, 64, 64), text_dim=64, text_layers=2,
+    ),
     "sd15": dict(
         unet_channels=(320, 640, 1280, 1280), layers_per_block=2, attention_head_dim=8,
         vae_channels=(128, 256, 512, 512), vae_layers_per_block=2,
@@ -52,8 +57,9 @@ SIZES: dict[str, dict] = {
 
 @dataclass
 class Args:
-    unet: Literal["tiny", "sd15"] = "tiny"
-    """Model size: the tiny test model or an SD-1.5-sized UNet/VAE/text encoder (random weights)."""
+    unet: Literal["tiny", "mid", "sd15"] = "tiny"
+    """Model size: the tiny test model, a mid-sized one or an SD-1.5-sized UNet/VAE/text encoder (random
+    weights)."""
     size: int | None = None
     """Square image side in pixels (default 64 for tiny, 512 for sd15)."""
     steps: int = 100
@@ -118,16 +124,19 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> float:
 
 
 class BranchCounter:
-    """Counts the UNet batch items (branches x images) a backend evaluates: the compute-bound work."""
+    """Counts the UNet batch items (branches x images) a backend evaluates, and the latent cells they hold
+    (items x h x w): the compute-bound work."""
 
     def __init__(self, backend: InstructPix2PixBackend) -> None:
-        self.count, self._predict = 0, backend.predict_noise
+        self.count, self.cells, self._predict = 0, 0, backend.predict_noise
         backend.predict_noise = self  # type: ignore[method-assign]
 
     def __call__(
         self, z_t: torch.Tensor, *args: object, with_uncond: bool = True, **kwargs: object
     ) -> object:
-        self.count += z_t.shape[0] * (3 if with_uncond else 2)
+        items = z_t.shape[0] * (3 if with_uncond else 2)
+        self.count += items
+        self.cells += items * z_t.shape[-2] * z_t.shape[-1]
         return self._predict(z_t, *args, with_uncond=with_uncond, **kwargs)
 
 

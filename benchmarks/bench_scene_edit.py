@@ -53,6 +53,8 @@ class Args:
     """Editor precision on the GPU: fp32 or fp16."""
     threads: int = 1
     """CPU threads (1 is fastest on a shared 2-core machine)."""
+    output: Path = RESULTS
+    """JSON file the results are merged into (under "gpu" or "cpu")."""
 
 
 def _sync(device: str) -> None:
@@ -222,11 +224,11 @@ def main(args: Args) -> None:
     for key, value in result.items():
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
     CONSOLE.print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(args.output.read_text()) if args.output.exists() else {}
     results["gpu" if args.gpu else "cpu"] = result
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    CONSOLE.print(f"results merged into {RESULTS}")
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    CONSOLE.print(f"results merged into {args.output}")
 
 
 if __name__ == "__main__":

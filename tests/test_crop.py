@@ -2,9 +2,14 @@
 pixels outside the mask stay bit-identical, an empty mask makes no model call, a near-full mask runs the full
 frame exactly as without cropping, and a crop denoises fewer latent cells."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from relevance_nerf2nerf.cli.edit import main
 from relevance_nerf2nerf.diffusion.crop import CropBox, CropSettings, crop_boxes
 from relevance_nerf2nerf.diffusion.editor import RelevanceEditor, load_editor
 from relevance_nerf2nerf.errors import InvalidInputError
@@ -182,3 +187,15 @@ def test_computed_relevance_is_the_uncropped_one(editor):
         torch.testing.assert_close(cropped.relevance, full.relevance, atol=1e-5, rtol=0)
         outside = ~cropped.mask.expand_as(image)
         assert torch.equal(cropped.image[outside], image[outside])
+
+
+def test_relevance_edit_crop_flag_keeps_unmasked_pixels(tiny_ip2p_dir, tmp_path):
+    source = np.random.default_rng(0).integers(0, 256, (30, 26, 3), dtype=np.uint8)
+    Image.fromarray(source).save(tmp_path / "in.png")
+    out = tmp_path / "edited.png"
+    args = ["--image", str(tmp_path / "in.png"), "--instruction", INSTRUCTION, "--output", str(out)]
+    assert main([*args, "--model", str(tiny_ip2p_dir), "--steps", "2", "--crop-to-relevance"]) == 0
+    assert json.loads((tmp_path / "edited.json").read_text())["crop_to_relevance"] is True
+    mask = np.asarray(Image.open(tmp_path / "edited_mask.png")) > 0
+    edited = np.asarray(Image.open(out))
+    assert np.array_equal(edited[~mask], source[~mask]) and not np.array_equal(edited[mask], source[mask])

@@ -43,7 +43,7 @@ def check_crop_settings(margin: float, min_size: float, full_frame_above: float)
 class CropSettings:
     """How a crop is grown around the edit mask (validated on construction)."""
 
-    margin: float = 0.0625
+    margin: float = 0.03125
     """Context margin on each side of the mask's bounding box, as a fraction of the longer image side."""
     min_size: float = 0.25
     """Smallest crop side, as a fraction of the image side along that axis (IP2P keeps some context)."""

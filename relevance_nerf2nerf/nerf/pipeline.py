@@ -92,7 +92,7 @@ class RelevanceNerf2NerfPipelineConfig(VanillaPipelineConfig):
     crop_to_relevance: bool = False
     """Denoise only the bounding box of the view's mask plus a margin (on the latent grid) and paste it back;
     unmasked pixels stay the original's, and a view whose mask is empty keeps its current image."""
-    crop_margin: float = 0.0625
+    crop_margin: float = 0.03125
     """With crop_to_relevance: context margin on each side of the mask's box (fraction of the longer side)."""
     crop_min_size: float = 0.25
     """With crop_to_relevance: smallest crop side, a fraction of the image side (IP2P keeps some context)."""
