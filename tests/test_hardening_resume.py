@@ -1,9 +1,10 @@
-"""Issue 9, defects 4 and 5, in-process with the trainer ``ns-train`` builds (``config.setup()``):
+"""Issue 9, defects 4, 5 and 7, in-process with the trainer ``ns-train`` builds (``config.setup()``):
 
 - ``--load-dir <nerfacto run>/nerfstudio_models`` (the Instruct-NeRF2NeRF habit) starts a fresh edit from the
   base's weights, exactly like ``--pipeline.base-checkpoint``: step 0, fresh optimizers and schedulers;
 - an edit killed and resumed (any number of times, with any ``--max-num-iterations``) ends at its planned
-  step and update count, and the progress display counts towards that total.
+  step and update count, and the progress display counts towards that total;
+- training views too large for the editor's device are refused at set-up, in one line naming the flags.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ def _setup(config) -> RelevanceTrainer:
 
 @pytest.fixture(scope="module")
 def base_run(scene, tmp_path_factory) -> Path:
-    """A short nerfacto-tiny run: its checkpoint is at step 29 with decayed learning rates."""
-    trainer = _setup(_config(nerfacto_tiny.config, scene, tmp_path_factory.mktemp("base"), "base", 30))
+    """A short nerfacto-tiny run: its checkpoint is at step 9 with decayed learning rates."""
+    trainer = _setup(_config(nerfacto_tiny.config, scene, tmp_path_factory.mktemp("base"), "base", 10))
     trainer.train()
     return Path(trainer.base_dir)
 
@@ -79,7 +80,7 @@ def test_load_dir_of_a_base_run_starts_a_fresh_edit_like_base_checkpoint(
     scene, base_run, tmp_path, tiny_ip2p_dir, capsys
 ):
     base_state = load_checkpoint_file(resolve_checkpoint(base_run))
-    assert base_state["step"] == 29
+    assert base_state["step"] == 9
     load_dir = _editing(
         scene, tmp_path, "load-dir", PLAN, tiny_ip2p_dir, load_dir=base_run / "nerfstudio_models"
     )
@@ -92,7 +93,7 @@ def test_load_dir_of_a_base_run_starts_a_fresh_edit_like_base_checkpoint(
     assert via_load_dir._start_step == 0 and via_load_dir.total_iterations == PLAN
     rates = _learning_rates(via_load_dir)
     assert rates == _learning_rates(via_base)
-    assert rates["fields"] == rates["proposal_networks"] == pytest.approx(1e-2)  # not the base's decayed 1e-4
+    assert rates["fields"] == rates["proposal_networks"] == pytest.approx(1e-2)  # not the base's decayed ones
     for name, scheduler in via_load_dir.optimizers.schedulers.items():
         assert scheduler.last_epoch == 0, name
     assert all(not opt.state for opt in via_load_dir.optimizers.optimizers.values())  # no Adam moments
@@ -191,3 +192,15 @@ def _editing_with_base(scene, output, name, iterations, editor, base_run, **trai
     config = _editing(scene, output, name, iterations, editor, **trainer)
     config.pipeline.base_checkpoint = base_run
     return config
+
+
+# --- defect 7, scene editing ---------------------------------------------------------------------------
+def test_views_above_the_editors_size_guard_are_refused_at_setup(scene, tmp_path, tiny_ip2p_dir):
+    from relevance_nerf2nerf.errors import InvalidInputError
+
+    config = _editing(scene, tmp_path, "big", PLAN, tiny_ip2p_dir, editor_max_megapixels=0.0002)  # 200 px
+    trainer = config.setup(local_rank=0, world_size=1)
+    with pytest.raises(InvalidInputError, match="16x16.*downscale-factor.*--editor-max-megapixels") as error:
+        trainer.setup()  # 16x16 = 256 pixels
+    assert "\n" not in str(error.value) and "14x14 fits" in str(error.value)
+    assert "editor" not in trainer.pipeline.__dict__  # refused before the editor was loaded

@@ -18,16 +18,19 @@ accepted as the base of an edit through ``--load-dir`` (the Instruct-NeRF2NeRF h
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.decorators import check_main_thread
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from relevance_nerf2nerf.diffusion.images import MAX_MEGAPIXELS, check_megapixels
 from relevance_nerf2nerf.errors import InvalidInputError
 from relevance_nerf2nerf.nerf.checkpoints import has_edit_state, load_base_checkpoint, load_checkpoint_file
 
@@ -46,6 +49,10 @@ class RelevanceTrainerConfig(TrainerConfig):
     new run; for a resumed run (--load-dir / --load-checkpoint of a checkpoint of these methods) the total
     stored in the checkpoint, so the run ends where it was planned to. Set it to change the plan, e.g. to
     continue a finished edit."""
+    editor_max_megapixels: float | None = None
+    """Size guard of scene editing: training views above this many megapixels are refused at set-up, before
+    the editor loads (default: 1 when the editor runs on the CPU, 4 on CUDA); downscale the capture
+    (--pipeline.datamanager.dataparser.downscale-factor) or raise this."""
 
 
 class RelevanceTrainer(Trainer):
@@ -56,10 +63,32 @@ class RelevanceTrainer(Trainer):
     def __init__(self, config: RelevanceTrainerConfig, local_rank: int = 0, world_size: int = 1) -> None:
         if config.total_iterations is not None and config.total_iterations < 1:
             raise InvalidInputError(f"--total-iterations must be at least 1, got {config.total_iterations}")
+        limit = config.editor_max_megapixels
+        if limit is not None and not (math.isfinite(limit) and limit > 0):
+            raise InvalidInputError(f"--editor-max-megapixels must be a positive number, got {limit}")
         super().__init__(config, local_rank, world_size)
         self.total_iterations = config.total_iterations or config.max_num_iterations
         # nerfstudio's progress display (set up after the checkpoint is loaded) counts to max_num_iterations
         config.max_num_iterations = self.total_iterations
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        super().setup(*args, **kwargs)
+        self.check_view_size()
+
+    def check_view_size(self) -> None:
+        """Refuse training views too large for the editor's device (one line, before the editor loads)."""
+        edited = getattr(getattr(self.pipeline, "datamanager", None), "edited_images", None)
+        if edited is None:  # not a scene edit (e.g. nerfacto-tiny)
+            return
+        device = self.pipeline.editor_device.type
+        limit = self.config.editor_max_megapixels or MAX_MEGAPIXELS.get(device, MAX_MEGAPIXELS["cpu"])
+        advice = (
+            "pass --pipeline.datamanager.dataparser.downscale-factor 2 (or more; {fit} fits), "
+            "or raise --editor-max-megapixels"
+        )
+        check_megapixels(
+            int(edited.shape[1]), int(edited.shape[2]), limit, f"a training view on {device}", advice
+        )
 
     # --- loading -------------------------------------------------------------------------------------
     def checkpoint_to_load(self) -> Path | None:
