@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from relevance_nerf2nerf.cli.eval import main
@@ -133,6 +135,13 @@ def test_scene_evaluation_end_to_end(tmp_path, tiny_ip2p_dir, tiny_clip_dir):
         trainer = Trainer(config, local_rank=0, world_size=1)
         trainer.setup()
         trainer.train()
+    cameras = trainer.pipeline.datamanager.train_dataset.cameras
+    fov = 2 * math.degrees(math.atan(16 / float(cameras.fy[0])))  # three.js vertical fov of a 32 px view
+    bottom = torch.tensor([[0.0, 0.0, 0.0, 1.0]])
+    path = [{"camera_to_world": torch.cat([c2w, bottom]).flatten().tolist(), "fov": fov, "aspect": 1.0}
+            for c2w in cameras.camera_to_worlds[:3]]  # fmt: skip
+    camera_path = tmp_path / "camera_path.json"
+    camera_path.write_text(json.dumps({"render_height": 32, "render_width": 32, "camera_path": path}))
     out = tmp_path / "eval"
     args = ["scene", "--edited-config", str(edit.get_base_dir() / "config.yml"), "--scene", str(scene),
             "--clip-model", str(tiny_clip_dir), "--input-caption", "a red cube", "--output-caption",
@@ -154,3 +163,12 @@ def test_scene_evaluation_end_to_end(tmp_path, tiny_ip2p_dir, tiny_clip_dir):
     assert "| clip_directional_similarity |" in (out / "eval.md").read_text()
     with Image.open(out / "contact_sheet.png") as sheet:  # ground truth, before, after, relevance, mask
         assert sheet.size[1] == 5 * 32 * 3
+
+    on_path = tmp_path / "eval_path"  # a viewer camera path instead of the dataset views, no CLIP
+    args = ["scene", "--edited-config", str(edit.get_base_dir() / "config.yml"), "--camera-path",
+            str(camera_path), "--clip-model", "none", "--output-dir", str(on_path)]  # fmt: skip
+    assert main(args) == 0
+    record = json.loads((on_path / "eval.json").read_text())
+    assert record["views"] == ["path_00000", "path_00001", "path_00002"] and "ground_truth" not in record
+    assert record["metrics"]["excluded_region"] == "rendered relevance >= 0.5"
+    assert record["metrics"]["clip"].startswith("unavailable")
