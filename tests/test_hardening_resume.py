@@ -151,7 +151,7 @@ def test_a_killed_edit_resumed_ends_at_its_planned_step_and_update_count(
     _kill_at(first, 9)
     with pytest.raises(_Killed):
         first.train()
-    checkpoints = first.checkpoint_dir
+    checkpoints = Path(first.base_dir)  # the run folder works as well as its nerfstudio_models
     # resumed as nerfstudio users do, once with a different --max-num-iterations: the plan is kept
     for name, iterations, kill in (("second", 5, 13), ("third", PLAN, None)):
         config = _editing_with_base(scene, tmp_path, name, iterations, tiny_ip2p_dir, base_run)

@@ -32,7 +32,12 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from relevance_nerf2nerf.diffusion.images import MAX_MEGAPIXELS, check_megapixels
 from relevance_nerf2nerf.errors import InvalidInputError
-from relevance_nerf2nerf.nerf.checkpoints import has_edit_state, load_base_checkpoint, load_checkpoint_file
+from relevance_nerf2nerf.nerf.checkpoints import (
+    has_edit_state,
+    load_base_checkpoint,
+    load_checkpoint_file,
+    resolve_checkpoint,
+)
 
 PLAN_KEY = "relevance_nerf2nerf_plan"
 """Checkpoint entry holding the run's plan: ``{"total_iterations": N}``."""
@@ -92,18 +97,16 @@ class RelevanceTrainer(Trainer):
 
     # --- loading -------------------------------------------------------------------------------------
     def checkpoint_to_load(self) -> Path | None:
-        """The checkpoint ``--load-dir`` (newest or ``--load-step``) or ``--load-checkpoint`` names."""
+        """The checkpoint ``--load-dir`` (its newest, or ``--load-step``) or ``--load-checkpoint`` names;
+        ``--load-dir`` may also be the run folder holding ``nerfstudio_models``."""
         load_dir, load_checkpoint = self.config.load_dir, self.config.load_checkpoint
-        if load_dir is not None:
-            if self.config.load_step is not None:
-                return Path(load_dir) / f"step-{self.config.load_step:09d}.ckpt"
-            checkpoints = sorted(Path(load_dir).glob("step-*.ckpt"))
-            if not checkpoints:
-                raise InvalidInputError(
-                    f"--load-dir {load_dir} holds no step-*.ckpt: pass the nerfstudio_models folder of a run"
-                )
-            return checkpoints[-1]
-        return None if load_checkpoint is None else Path(load_checkpoint)
+        if load_dir is None:
+            return None if load_checkpoint is None else Path(load_checkpoint)
+        if self.config.load_step is None:
+            return resolve_checkpoint(load_dir)
+        name = f"step-{self.config.load_step:09d}.ckpt"
+        inside = Path(load_dir) / "nerfstudio_models" / name
+        return inside if inside.is_file() else Path(load_dir) / name
 
     def _load_checkpoint(self) -> None:
         path = self.checkpoint_to_load()
@@ -123,6 +126,7 @@ class RelevanceTrainer(Trainer):
             )
             load_base_checkpoint(self.pipeline.model, path, datamanager.num_views)
             return
+        self.config.load_dir, self.config.load_checkpoint = None, path  # nerfstudio loads exactly this file
         super()._load_checkpoint()
         stored = loaded.get(PLAN_KEY, {}).get("total_iterations")
         self.total_iterations = self.config.total_iterations or stored or self.config.max_num_iterations
