@@ -204,3 +204,56 @@ def test_views_above_the_editors_size_guard_are_refused_at_setup(scene, tmp_path
         trainer.setup()  # 16x16 = 256 pixels
     assert "\n" not in str(error.value) and "14x14 fits" in str(error.value)
     assert "editor" not in trainer.pipeline.__dict__  # refused before the editor was loaded
+
+
+@pytest.mark.slow
+def test_soak_twenty_random_kills(scene, base_run, tmp_path, tiny_ip2p_dir, monkeypatch):
+    """20 kills at random steps, some inside a checkpoint write, each resumed from the newest checkpoint:
+    no edited view or relevance map is lost, counters never go back, and the run ends at its plan."""
+    import random
+
+    plan, rng = 40, random.Random(0)
+    run_dir, kills, torn_saves, previous = None, 0, 0, None
+    real_save = torch.save
+    while True:
+        config = _editing_with_base(
+            scene, tmp_path, f"run{kills}", plan, tiny_ip2p_dir, base_run, steps_per_save=3
+        )
+        config.load_dir = run_dir
+        trainer = _setup(config)
+        killing = kills < 20
+        if killing and rng.random() < 0.3:  # die while writing the next checkpoint
+
+            def torn_save(state, path):
+                Path(path).write_bytes(b"PK\x03\x04")
+                raise _Killed
+
+            monkeypatch.setattr(torch, "save", torn_save)
+            torn_saves += 1
+        elif killing:
+            _kill_at(trainer, rng.randrange(trainer._start_step, plan))
+        try:
+            trainer.train()
+            assert not killing or trainer.step == plan - 1  # a kill at the very last steps may not land
+            break
+        except _Killed:
+            kills += 1
+        finally:
+            monkeypatch.setattr(torch, "save", real_save)
+        if trainer.checkpoint_dir.is_dir() and list(trainer.checkpoint_dir.glob("step-*.ckpt")):
+            run_dir = Path(trainer.base_dir)
+        state = load_checkpoint_file(resolve_checkpoint(run_dir)) if run_dir else None
+        if state is not None and previous is not None:
+            new, old = state["pipeline"], previous["pipeline"]
+            assert state["step"] >= previous["step"]
+            assert bool((new["datamanager.edit_counts"] >= old["datamanager.edit_counts"]).all())
+            assert bool(new["datamanager.relevance_valid"][old["datamanager.relevance_valid"]].all())
+        if state is not None:
+            counts = state["pipeline"]["datamanager.edit_counts"]
+            assert int(state["pipeline"]["datamanager.edits_done"]) == int(counts.sum())
+            assert int(counts.sum()) == len(range(0, state["step"] + 1, EDIT_EVERY))  # every update kept
+            previous = state
+    final = load_checkpoint_file(resolve_checkpoint(trainer.base_dir))
+    assert final["step"] == plan - 1
+    assert int(final["pipeline"]["datamanager.edits_done"]) == len(range(0, plan, EDIT_EVERY))
+    print(f"soak: {kills} kills ({torn_saves} inside a checkpoint write), ended at step {final['step']}")
