@@ -81,6 +81,8 @@ EDIT_CASES = {
     "model folder without unet": ({"--model": "weights"}, "unet"),
     "model path missing": ({"--model": "./no-such-model"}, "does not exist"),
     "unknown device": ({"--device": "tpu"}, "device"),
+    "seed too large": ({"--seed": "99999999999999999999"}, "--seed"),
+    "seed negative": ({"--seed": "-1"}, "--seed"),
     "max megapixels 0": ({"--max-megapixels": "0"}, "--max-megapixels"),
     "max megapixels nan": ({"--max-megapixels": "nan"}, "--max-megapixels"),
 }

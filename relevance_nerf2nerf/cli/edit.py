@@ -110,6 +110,8 @@ def run(command: EditCommand) -> dict[str, Path]:
         num_steps=command.steps,
         t_rel=command.t_rel,
     )
+    if not 0 <= command.seed < 2**63:
+        raise InvalidInputError(f"--seed must be in [0, 2**63 - 1], got {command.seed}")
     if command.output.suffix.lower() not in images.IMAGE_SUFFIXES:
         raise InvalidInputError(f"--output must end in .png, .jpg or .jpeg, got '{command.output}'")
     paths = check_output_paths(command)
