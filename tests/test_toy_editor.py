@@ -8,13 +8,20 @@ import pytest
 import torch
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
-from relevance_nerf2nerf.toy_editor.evaluate import held_out_samples, score_edit
+from relevance_nerf2nerf.toy_editor.evaluate import held_out_samples, relevance_specificity, score_edit
 
 # On these 12 held-out renders the committed weights hit 10/12 (chance: 1/5; copying the input: 0) and
 # the median colour error is 0.36x that of copying the input (CPU, torch 2.14.1).
 NUM_SAMPLES = 12
 MIN_HIT_RATE = 0.6
 MAX_MEDIAN_ERROR_RATIO = 0.6
+# Relevance specificity on 8 held-out scenes of set 2 (3-4 objects, every second one confusable, 4 noise
+# draws each): the committed weights give target 0.85, non-targets 0.65 (mean) / 0.76 (per-scene maximum),
+# target most relevant in 6/8 scenes (CPU, torch 2.14.1). A regression guard, not issue 8's goal
+# (non-targets <= 0.35), which these weights do not reach; see assets/toy-editor/README.md.
+SPECIFICITY_SAMPLES = 8
+MIN_RELEVANCE_MARGIN = 0.1
+MIN_TARGET_MOST_RELEVANT = 5 / 8
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +57,14 @@ def test_toy_editor_recolours_the_named_object_on_held_out_scenes(editor):
     print(f"hit rate {hit_rate:.2f}, median colour error {error:.3f} (copying the input: {copy_error:.3f})")
     assert hit_rate >= MIN_HIT_RATE
     assert error < MAX_MEDIAN_ERROR_RATIO * copy_error
+
+
+def test_toy_editor_relevance_singles_out_the_named_object(editor):
+    """Held-out scenes with 3-4 objects, every second one confusable (another object already has the
+    requested colour, another the named object's colour): the named object must be the most relevant."""
+    samples = held_out_samples(SPECIFICITY_SAMPLES, seed=2, num_objects=(3, 4), confusable_every=2)
+    figures = relevance_specificity(editor, samples, num_draws=4, seed=2)
+    print(figures)
+    assert figures["target"] > figures["non_target"] + MIN_RELEVANCE_MARGIN
+    assert figures["target"] > figures["non_target_max"]
+    assert figures["target_most_relevant"] >= MIN_TARGET_MOST_RELEVANT
