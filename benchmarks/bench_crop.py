@@ -189,8 +189,9 @@ def bench_memory(editor: RelevanceEditor, args: Args, device: torch.device) -> d
     result = {"without_options_peak_mib": round(peak_memory(update, device), 1)}
     result["without_options_s"] = round(timed(update, device)[0], 4)
     backend = editor.backend
-    if args.unet == "sd15":  # the real SD-1.5 VAE tiles above its 512 px sample size, not the builder's 64
-        backend.vae.tile_sample_min_size, backend.vae.tile_latent_min_size = 512, 64
+    # the real SD-1.5 VAE tiles above its 512 px sample size, not above the builder's 64
+    backend.vae.tile_sample_min_size = 512
+    backend.vae.tile_latent_min_size = 512 // backend.vae_scale_factor
     backend.apply_memory_options(MemoryOptions.low_memory())
     if device.type == "cuda":
         torch.cuda.empty_cache()
