@@ -77,7 +77,11 @@ def test_planted_region_is_localised_and_outside_stays_bit_identical(editor):
     assert iou(rel.mask(0.3), disc) >= 0.9
 
     result = double.edit(image, INSTRUCTION, mask_threshold=0.3, num_steps=3, generator=seeded(1))
-    assert torch.equal(result.mask, rel.mask(0.3))
+    # the edit's map comes from its first guidance call, the same computation batched differently: equal up to
+    # float rounding, so the masks agree wherever the relevance is not within rounding of tau
+    assert torch.allclose(result.relevance, rel.pixel, atol=1e-5)
+    decided = (rel.pixel - 0.3).abs() > 1e-5
+    assert torch.equal(result.mask[decided], rel.mask(0.3)[decided])
     outside = ~result.mask.expand_as(image)
     assert torch.equal(result.image[outside], image[outside])
     assert not torch.equal(result.image[~outside], image[~outside])
