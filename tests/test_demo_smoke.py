@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from PIL import Image
 
-from relevance_nerf2nerf.cli.demo import main, target_of
+from relevance_nerf2nerf.cli.demo import EXACT_CAPTURE_ARGS, main, target_of
 from relevance_nerf2nerf.errors import InvalidInputError
 from relevance_nerf2nerf.evaluation.sheets import LABEL_WIDTH
 
@@ -65,3 +66,21 @@ def test_shortened_demo_writes_every_artefact(tmp_path):
         assert (run / "config.yml").is_file() and list((run / "nerfstudio_models").glob("step-*.ckpt"))
     for log in ("base.log", "edit.log", "edit_in2n.log"):
         assert (out / "logs" / log).is_file()
+    for run in (out / "runs" / "demo").glob("*/*"):  # base and both edits: trained for an exact capture
+        config = yaml.load((run / "config.yml").read_text(), Loader=yaml.Loader)
+        assert config.pipeline.model.camera_optimizer.mode == "off"
+        assert not config.pipeline.model.use_appearance_embedding
+
+
+@pytest.mark.parametrize("method", ["nerfacto-tiny", "relevance-nerf2nerf-tiny", "nerfacto"])
+def test_exact_capture_flags_parse_in_ns_train(method):
+    """What the demo appends to both ns-train stages turns off pose refinement and appearance embeddings."""
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+
+    config = tyro.cli(AnnotatedBaseConfigUnion, args=[method, *EXACT_CAPTURE_ARGS])  # ns-train's own parser
+    default = tyro.cli(AnnotatedBaseConfigUnion, args=[method])
+    assert default.pipeline.model.camera_optimizer.mode != "off"
+    assert default.pipeline.model.use_appearance_embedding
+    assert config.pipeline.model.camera_optimizer.mode == "off"
+    assert not config.pipeline.model.use_appearance_embedding

@@ -47,6 +47,9 @@ from relevance_nerf2nerf.scenes.spec import random_scene_spec, ring_cameras
 _STEP = re.compile(r"(\d+)\s+\(\s*(\d+(?:\.\d+)?)%\)")
 SIDE_BY_SIDE = "input_before_after_relevance.gif"
 IN2N = "Instruct-NeRF2NeRF (tau 0)"
+EXACT_CAPTURE_ARGS = ("--pipeline.model.camera-optimizer.mode", "off",
+                      "--pipeline.model.use-appearance-embedding", "False")  # fmt: skip
+"""ns-train settings of both stages for the generated scenes (exact poses, constant lighting)."""
 
 
 @dataclass
@@ -93,6 +96,11 @@ class DemoCommand:
     compare: bool = True
     """Also run Instruct-NeRF2NeRF (the same pipeline with tau 0) from the same base run, seed and cameras,
     and show both edits side by side (--no-compare: ours only, about 3 minutes less on a CPU)."""
+    exact_capture: bool = True
+    """The generated views have exact poses and constant lighting: train both stages without pose refinement
+    and without per-view appearance embeddings (EXACT_CAPTURE_ARGS). Renders use the average embedding,
+    which fits no view and shifted colours (benchmarks/bench_base_quality.py). --no-exact-capture keeps
+    the methods' own settings."""
 
 
 @dataclass
@@ -261,7 +269,8 @@ def run(command: DemoCommand) -> dict:
     console.print(f"scene: {contents} -> [bold]{command.instruction}[/bold]")
 
     common = ["--data", str(scene_dir), "--output-dir", str(runs), "--experiment-name", "demo",
-              "--vis", "tensorboard", "--machine.device-type", command.device]  # fmt: skip
+              "--vis", "tensorboard", "--machine.device-type", command.device,
+              *(EXACT_CAPTURE_ARGS if command.exact_capture else [])]  # fmt: skip
     base_dir = _run_dir(runs, command.base_method, "base")
     ours = f"ours (tau {command.mask_threshold:g})"
     # method -> (run timestamp, tau); Instruct-NeRF2NeRF is the same pipeline with tau 0
