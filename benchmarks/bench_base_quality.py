@@ -237,7 +237,7 @@ def _table(results: dict, iterations: int) -> str:
 def save_result(key: str, seed: int, measures: dict, threads: int) -> None:
     """Merge one run into ``RESULTS`` (under a lock: runs in parallel processes write one at a time)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.with_suffix(".lock").open("w") as lock:
+    with (Path(tempfile.gettempdir()) / "bench_base_quality.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         merged.setdefault("machine", f"{os.cpu_count()}-core CPU, {threads} thread(s) per run, shared")
