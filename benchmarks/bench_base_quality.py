@@ -18,7 +18,6 @@ Results are merged into ``benchmarks/results/base_quality.json`` (keyed by varia
 
 from __future__ import annotations
 
-import copy
 import fcntl
 import json
 import os
@@ -104,18 +103,11 @@ class Args:
 
 def _config(variant: str, scene: Path, output: Path, iterations: int):
     from method_configs.relevance_nerf2nerf import nerfacto_tiny
+    from relevance_nerf2nerf.nerf.trainer import in_process_config
 
-    config = copy.deepcopy(nerfacto_tiny.config)
-    config.vis = "tensorboard"
-    config.output_dir = output
-    config.experiment_name = "bench"
-    config.timestamp = variant
-    config.max_num_iterations = iterations
-    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**9
+    config = in_process_config(nerfacto_tiny.config, scene, output, "bench", variant, iterations)
     config.steps_per_save = 10**9
     config.logging.local_writer.enable = False
-    config.pipeline.datamanager.data = scene
-    config.optimizers = copy.deepcopy(config.optimizers)
     for change in variant.split("+"):
         CHANGES[change](config)
     return config

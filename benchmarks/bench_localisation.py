@@ -24,7 +24,6 @@ Runs in-process (nerfstudio's Trainer on the CPU presets) with the bundled toy e
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 import platform
@@ -103,15 +102,10 @@ def pick_scenes(num_scenes: int) -> list[tuple[int, str, str, str]]:
 
 
 def _trainer_config(base, scene: Path, output: Path, name: str, iterations: int):
-    config = copy.deepcopy(base)
-    config.vis = "tensorboard"
-    config.output_dir = output
-    config.experiment_name = "bench"
-    config.timestamp = name
-    config.max_num_iterations = iterations
+    from relevance_nerf2nerf.nerf.trainer import in_process_config
+
+    config = in_process_config(base, scene, output, "bench", name, iterations)
     config.steps_per_save = 10**6  # the final checkpoint only
-    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**6
-    config.pipeline.datamanager.data = scene
     return config
 
 

@@ -3,7 +3,6 @@ test-double editor, checkpoints, resume and bad input. One base nerfacto-tiny is
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from method_configs.relevance_nerf2nerf import nerfacto_tiny, relevance_nerf2ner
 from relevance_nerf2nerf.nerf.checkpoints import load_base_checkpoint, resolve_checkpoint  # noqa: E402
 from relevance_nerf2nerf.nerf.model import RELEVANCE_TARGET, RELEVANCE_VALID, masked_mse  # noqa: E402
 from relevance_nerf2nerf.nerf.pipeline import RelevanceNerf2NerfPipeline  # noqa: E402
+from relevance_nerf2nerf.nerf.trainer import in_process_config  # noqa: E402
 
 OBJECT = "cube"  # the planted object the double recolours (seed 0 scene: a red cube)
 INSTRUCTION = "make the cube blue"
@@ -86,14 +86,7 @@ def scene(tmp_path_factory) -> Path:
 
 
 def _config(base: TrainerConfig, scene: Path, output: Path, name: str, iterations: int) -> TrainerConfig:
-    config = copy.deepcopy(base)
-    config.vis = "tensorboard"
-    config.output_dir = output
-    config.experiment_name = "test"
-    config.timestamp = name
-    config.max_num_iterations = iterations
-    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**6
-    config.pipeline.datamanager.data = scene
+    config = in_process_config(base, scene, output, "test", name, iterations)
     config.pipeline.datamanager.train_num_rays_per_batch = 256
     return config
 

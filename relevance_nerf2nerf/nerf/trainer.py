@@ -180,3 +180,30 @@ class RelevanceTrainer(Trainer):
             for old in checkpoint_dir.glob("*.ckpt"):
                 if old.name != name:
                     old.unlink()
+
+
+def in_process_config(
+    base: TrainerConfig, data: Path, output: Path, experiment: str, timestamp: str, iterations: int
+) -> TrainerConfig:
+    """A copy of ``base`` for a short run started from Python (tests, benchmarks): tensorboard instead of the
+    viewer, a fixed run folder ``output/experiment/<method>/timestamp``, ``iterations`` steps, no evaluation.
+
+    Args:
+        base (TrainerConfig): a method's config, e.g. ``nerfacto_tiny.config`` (deep-copied, not changed).
+        data (Path): the dataset folder.
+        output (Path): ``--output-dir``.
+        experiment (str): ``--experiment-name``.
+        timestamp (str): ``--timestamp``, the run folder's name.
+        iterations (int): ``--max-num-iterations``.
+    """
+    import copy
+
+    config = copy.deepcopy(base)
+    config.vis = "tensorboard"
+    config.output_dir = output
+    config.experiment_name = experiment
+    config.timestamp = timestamp
+    config.max_num_iterations = iterations
+    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**9
+    config.pipeline.datamanager.data = data
+    return config
