@@ -35,7 +35,7 @@ def test_demo_reports_bad_input_in_one_line_without_training(tmp_path, capsys):
 def test_shortened_demo_writes_every_artefact(tmp_path):
     out = tmp_path / "demo"
     short = {"--num-views": "6", "--base-iterations": "20", "--edit-iterations": "10"}
-    args = ["--output-dir", str(out), *(item for pair in short.items() for item in pair)]
+    args = ["--output-dir", str(out), "--compare", *(item for pair in short.items() for item in pair)]
     assert main(args) == 0
     [out] = out.iterdir()  # the run's own fresh sub-folder
     record = json.loads((out / "metrics.json").read_text())
