@@ -40,7 +40,8 @@ training stage) and ``runs/`` (the three nerfstudio runs, with config.yml pointi
 ``ns-viewer --load-config`` shows it). Every input is checked, and the editor and CLIP are loaded, before
 any training; errors are one line, exit code 2.
 
-On a CPU (plumbing only: the bundled toy editor and a CLIP built locally measure nothing), e.g.::
+On a CPU (plumbing only: the bundled toy editor and a CLIP built locally measure nothing; slow even so, every
+training view is rendered three times and edited at least once at 252x189; the test uses a 1/16-scale copy)::
 
     OMP_NUM_THREADS=1 python benchmarks/real_scene_table1.py --data ../shared/data/llff-fern \\
         --instruction "make the fern autumn-coloured" --input-caption "a photo of a fern" \\
@@ -55,6 +56,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import random
 import sys
 import time
 import warnings
@@ -62,6 +64,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import tyro
 from rich.console import Console
@@ -236,12 +239,15 @@ def train(config, log: Path, progress, seed: int, editor=None):
         config: the run's TrainerConfig (from :func:`_trainer_config`).
         log: file receiving nerfstudio's console output.
         progress: the rich progress display (one bar over the run's iterations).
-        seed: torch seed set before the set-up.
+        seed: seed of python's, numpy's and torch's generators, set before the set-up (nerfstudio draws from
+            all three).
         editor: an already loaded editor given to a scene-editing pipeline (loaded once for all methods).
     """
     from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 
     task = progress.add_task(f"  {config.method_name} iterations", total=config.max_num_iterations)
+    random.seed(seed)
+    np.random.seed(seed)
     torch.manual_seed(seed)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as stream, contextlib.redirect_stdout(stream):
