@@ -68,3 +68,21 @@ def test_toy_editor_relevance_singles_out_the_named_object(editor):
     assert figures["target"] > figures["non_target"] + MIN_RELEVANCE_MARGIN
     assert figures["target"] > figures["non_target_max"]
     assert figures["target_most_relevant"] >= MIN_TARGET_MOST_RELEVANT
+
+
+def test_specificity_measures_the_editors_own_maps_and_its_ceiling(editor):
+    """``relevance_specificity`` scores exactly the maps ``editor.relevance`` returns (same draws); the
+    ceiling variant (non-target cells at the background's raw difference) lowers only what it should."""
+    samples = held_out_samples(2, seed=2, num_objects=(3, 4), confusable_every=2)
+    sample = samples[0]
+    own = editor.relevance(sample.image, sample.instruction, num_draws=2,
+                           generator=torch.Generator().manual_seed(0)).pixel[0, 0]  # fmt: skip
+    objects = sample.mask | torch.stack(list(sample.other_masks.values())).any(0)
+    figures = relevance_specificity(editor, samples[:1], num_draws=2, seed=0)
+    assert figures["target"] == pytest.approx(own[sample.mask].mean().item(), abs=1e-6)
+    assert figures["background"] == pytest.approx(own[~objects].mean().item(), abs=1e-6)
+    ceiling = relevance_specificity(editor, samples, num_draws=2, seed=0, non_targets_at_background=True)
+    actual = relevance_specificity(editor, samples, num_draws=2, seed=0)
+    print(actual, ceiling)
+    assert ceiling["non_target"] < actual["non_target"]
+    assert ceiling["target"] >= actual["target"] - 1e-6

@@ -53,6 +53,33 @@ def upsample(latent_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(latent_map, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
 
 
+def raw_relevance(
+    backend: EditorBackend,
+    z0: torch.Tensor,
+    condition: torch.Tensor,
+    text_embeddings: torch.Tensor,
+    *,
+    t_rel: float = 0.8,
+    num_draws: int = 1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Eq. 3 before post-processing, averaged over ``num_draws`` noise draws: (B,1,h,w) on the latent grid.
+
+    Each draw runs one two-branch UNet call (no unconditional branch) on z_0 noised to t_rel. Noise is drawn
+    on the CPU from ``generator`` so results do not depend on the device.
+    """
+    t = level_to_timestep(t_rel, backend.num_train_timesteps)
+    alpha = backend.alphas_cumprod[t]
+    total = torch.zeros((z0.shape[0], 1, *z0.shape[2:]), device=z0.device)
+    for _ in range(num_draws):
+        noise = torch.randn(z0.shape, generator=generator, dtype=torch.float32).to(z0.device)
+        preds = backend.predict_noise(
+            add_noise(z0, noise, alpha), t, condition, text_embeddings, with_uncond=False
+        )
+        total = total + relevance_from_noise(preds).to(z0.device)
+    return total / num_draws
+
+
 def compute_relevance(
     backend: EditorBackend,
     z0: torch.Tensor,
@@ -64,19 +91,9 @@ def compute_relevance(
     num_draws: int = 1,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Relevance on the latent grid, (B,1,h,w) in [0, 1], from z_0 noised to t_rel.
-
-    Each of the ``num_draws`` draws runs one two-branch UNet call (no unconditional branch); the raw
-    differences are averaged before clamping and normalising. Noise is drawn on the CPU from ``generator``
-    so results do not depend on the device.
-    """
-    t = level_to_timestep(t_rel, backend.num_train_timesteps)
-    alpha = backend.alphas_cumprod[t]
-    total = torch.zeros((z0.shape[0], 1, *z0.shape[2:]), device=z0.device)
-    for _ in range(num_draws):
-        noise = torch.randn(z0.shape, generator=generator, dtype=torch.float32).to(z0.device)
-        preds = backend.predict_noise(
-            add_noise(z0, noise, alpha), t, condition, text_embeddings, with_uncond=False
-        )
-        total = total + relevance_from_noise(preds).to(z0.device)
-    return postprocess(total / num_draws, iqr_ratio)
+    """Relevance on the latent grid, (B,1,h,w) in [0, 1], from z_0 noised to t_rel: :func:`raw_relevance`
+    (the draws averaged before clamping and normalising), then :func:`postprocess`."""
+    raw = raw_relevance(
+        backend, z0, condition, text_embeddings, t_rel=t_rel, num_draws=num_draws, generator=generator
+    )
+    return postprocess(raw, iqr_ratio)
