@@ -4,7 +4,9 @@ ground-truth masks, from the same base reconstruction, seeds and cameras.
 Methods (paper Table 1's baselines):
 - ``per-frame IP2P``: every training capture edited independently by the 2D editor (tau 0), no NeRF;
 - ``IN2N``: Instruct-NeRF2NeRF = our scene-editing pipeline with tau = 0 (every pixel editable);
-- ``ours tau=X``: relevance-guided scene editing, tau in {0.3, 0.5, 0.7} (0.5 is the paper's setting).
+- ``ours tau=X``: relevance-guided scene editing, tau in {0.3, 0.5, 0.7} (0.5 is the paper's setting);
+- ``ours tau=0.5 cropped``: the same with ``--pipeline.crop-to-relevance`` (view updates denoise only a window
+  around the relevance mask, issue 10), to compare quality and seconds with full-frame updates.
 
 Per method and scene: PSNR outside the target (after vs before: base renders for the NeRF methods, the
 captures for per-frame IP2P), the colour change of every non-target object (RGB distance of its mean colour,
@@ -43,6 +45,7 @@ from rich.table import Table
 RESULTS = Path(__file__).parent / "results" / "localisation.json"
 CONSOLE = Console()
 SHAPE_ORDER = ("cube", "sphere", "cylinder", "cone")
+CROPPED = "ours tau=0.5 cropped"
 
 
 @dataclass
@@ -52,15 +55,18 @@ class Args:
     num_scenes: int | None = None
     """Scenes (one instruction each, targets cycling through cube, sphere, cylinder, cone); default 4 / 2."""
     num_views: int | None = None
-    """Views per scene (64x64 px); default 16 / 6."""
+    """Views per scene (64x64 px); default 8 / 6."""
     base_iterations: int | None = None
-    """nerfacto-tiny iterations of each base; default 600 / 60."""
+    """nerfacto-tiny iterations of each base; default 300 / 60."""
     edit_iterations: int | None = None
-    """Scene-editing iterations per method; default 250 / 15."""
+    """Scene-editing iterations per method; default 100 / 15."""
     edit_every: int | None = None
-    """One view update every this many iterations; default 3."""
+    """One view update every this many iterations; default 4 / 3."""
     mask_thresholds: tuple[float, ...] = (0.0, 0.3, 0.5, 0.7)
     """tau of the scene-editing runs (0 = Instruct-NeRF2NeRF)."""
+    crop_variant: bool = True
+    """Also run ours at tau 0.5 with --pipeline.crop-to-relevance (issue 10: quality and seconds of cropped
+    view updates against full-frame ones, same base, seeds and cameras)."""
     clip_model: str | None = None
     """A TRAINED CLIP (hub id or local folder) for CLIP directional similarity; none: 'unavailable'."""
     editor_model: str | None = None
@@ -72,8 +78,8 @@ class Args:
 
     def resolved(self) -> Args:
         quick = self.quick
-        defaults = dict(num_scenes=(2, 4), num_views=(6, 16), base_iterations=(60, 600),
-                        edit_iterations=(15, 250), edit_every=(3, 3))  # fmt: skip
+        defaults = dict(num_scenes=(2, 4), num_views=(6, 8), base_iterations=(60, 300),
+                        edit_iterations=(15, 100), edit_every=(3, 4))  # fmt: skip
         values = {k: getattr(self, k) if getattr(self, k) is not None else v[0 if quick else 1]
                   for k, v in defaults.items()}  # fmt: skip
         return Args(**{**asdict(self), **values})
@@ -106,6 +112,9 @@ def _trainer_config(base, scene: Path, output: Path, name: str, iterations: int)
 
     config = in_process_config(base, scene, output, "bench", name, iterations)
     config.steps_per_save = 10**6  # the final checkpoint only
+    # exact poses and constant lighting, as relevance-demo trains generated scenes (its EXACT_CAPTURE_ARGS)
+    config.pipeline.model.camera_optimizer.mode = "off"
+    config.pipeline.model.use_appearance_embedding = False
     return config
 
 
@@ -192,12 +201,16 @@ def run_scene(args: Args, scene_seed: int, shape: str, old: str, new: str, edito
     results["relevance_iou_2d_maps_tau0.5"] = iou(torch.stack(maps) >= 0.5, target_train)
     progress.advance(task)
 
-    # 3. scene editing from the same base: tau 0 (Instruct-NeRF2NeRF) and relevance-guided
-    for tau in args.mask_thresholds:
-        name = "IN2N (tau 0)" if tau == 0 else f"ours tau={tau:g}"
+    # 3. scene editing from the same base: tau 0 (Instruct-NeRF2NeRF), relevance-guided, and cropped updates
+    runs_to_make = [("IN2N (tau 0)" if tau == 0 else f"ours tau={tau:g}", tau, False)
+                    for tau in args.mask_thresholds]  # fmt: skip
+    if args.crop_variant:
+        runs_to_make.append((CROPPED, 0.5, True))
+    for name, tau, crop in runs_to_make:
         progress.update(task, description=f"seed {scene_seed}: {name}")
         start = time.perf_counter()
-        config = _trainer_config(relevance_nerf2nerf_tiny.config, info.output_dir, runs, f"tau{tau:g}",
+        timestamp = f"tau{tau:g}" + ("-crop" if crop else "")
+        config = _trainer_config(relevance_nerf2nerf_tiny.config, info.output_dir, runs, timestamp,
                                  args.edit_iterations)  # fmt: skip
         pipeline_config = config.pipeline
         pipeline_config.base_checkpoint = Path(base.base_dir)
@@ -206,6 +219,7 @@ def run_scene(args: Args, scene_seed: int, shape: str, old: str, new: str, edito
         pipeline_config.edit_every = args.edit_every
         pipeline_config.seed = args.seed
         pipeline_config.export_dataset = False
+        pipeline_config.crop_to_relevance = crop
         trainer = _train(config, editor)
         after = render_dataset(trainer.pipeline)
         entry = {
@@ -288,7 +302,7 @@ def main(args: Args) -> None:
         from relevance_nerf2nerf.evaluation.clip import ClipEmbedder
 
         clip = ClipEmbedder(args.clip_model)
-    stages_per_scene = 2 + len(args.mask_thresholds)
+    stages_per_scene = 2 + len(args.mask_thresholds) + int(args.crop_variant)
     start = time.perf_counter()
     scenes = []
     columns = (TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
