@@ -18,12 +18,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Two pytest workers, whole files per worker (module-scoped fixtures are built once); many tests wait on
+# one-thread ns-train subprocesses, so two workers keep both cores busy. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 demo: $(STAMP)
 	$(VENV)/bin/relevance-demo

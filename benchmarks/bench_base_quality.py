@@ -116,6 +116,8 @@ def _config(variant: str, scene: Path, output: Path, iterations: int):
 def _train(config, progress: Progress, description: str):
     from nerfstudio.engine.trainer import Trainer
 
+    from relevance_nerf2nerf.nerf.trainer import release_event_writers
+
     task = progress.add_task(description, total=config.max_num_iterations)
 
     class _Trainer(Trainer):
@@ -129,6 +131,7 @@ def _train(config, progress: Progress, description: str):
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
+    release_event_writers()
     progress.remove_task(task)
     return trainer.pipeline, seconds
 

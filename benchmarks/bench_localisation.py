@@ -121,6 +121,8 @@ def _trainer_config(base, scene: Path, output: Path, name: str, iterations: int)
 def _train(config, editor=None):
     from nerfstudio.engine.trainer import Trainer
 
+    from relevance_nerf2nerf.nerf.trainer import release_event_writers
+
     torch.manual_seed(0)
     trainer = Trainer(config, local_rank=0, world_size=1)
     with contextlib.redirect_stdout(io.StringIO()):  # nerfstudio's per-step console output
@@ -128,6 +130,7 @@ def _train(config, editor=None):
         if editor is not None:
             trainer.pipeline.editor = editor
         trainer.train()
+    release_event_writers()
     return trainer
 
 

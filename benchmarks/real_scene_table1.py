@@ -245,6 +245,8 @@ def train(config, log: Path, progress, seed: int, editor=None):
     """
     from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 
+    from relevance_nerf2nerf.nerf.trainer import release_event_writers
+
     task = progress.add_task(f"  {config.method_name} iterations", total=config.max_num_iterations)
     random.seed(seed)
     np.random.seed(seed)
@@ -262,6 +264,7 @@ def train(config, log: Path, progress, seed: int, editor=None):
             )
         )
         trainer.train()
+    release_event_writers()  # the staging folder is renamed at the end: no writer may keep pointing into it
     progress.remove_task(task)
     return trainer
 

@@ -34,6 +34,19 @@ def seeded():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def no_stale_event_writers():
+    """Tests train several nerfstudio runs in one process: drop each test's event writers afterwards (see
+    ``nerf.trainer.release_event_writers``), so no later run logs into a folder a test has removed."""
+    yield
+    import sys
+
+    if "nerfstudio.utils.writer" in sys.modules:
+        from relevance_nerf2nerf.nerf.trainer import release_event_writers
+
+        release_event_writers()
+
+
 @pytest.fixture(scope="session")
 def tiny_ip2p_dir(tmp_path_factory):
     """A tiny random-weight InstructPix2Pix in diffusers format (save_pretrained), built once per session."""

@@ -87,6 +87,9 @@ def test_three_methods_on_the_fern_write_table1(table1, small_fern, tiny_clip_di
     assert table1.main(_argv(small_fern, out, tiny_clip_dir)) == 0
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table1-fern"]  # no staging folder left
+    from nerfstudio.utils import writer
+
+    assert writer.EVENT_WRITERS == []  # none left logging into the renamed staging folder (later runs would)
     for name in ("table1.json", "table1.md", "contact_sheet.png", "logs/base.log", "logs/ours.log"):
         assert (out / name).is_file(), name
     result = json.loads((out / "table1.json").read_text())

@@ -182,6 +182,23 @@ class RelevanceTrainer(Trainer):
                     old.unlink()
 
 
+def release_event_writers() -> None:
+    """Close and forget nerfstudio's event writers (``nerfstudio.utils.writer.EVENT_WRITERS``).
+
+    Every ``Trainer.setup`` appends its writers to that module-level list and nothing removes them, so in a
+    process that trains several runs (benchmarks, tests, ``benchmarks/real_scene_table1.py``) each later run
+    also logs into every earlier run's tensorboard folder, and fails once such a folder has been moved or
+    deleted. Call it after each training started from Python.
+    """
+    from nerfstudio.utils import writer
+
+    for event_writer in writer.EVENT_WRITERS:
+        summary_writer = getattr(event_writer, "tb_writer", None)
+        if summary_writer is not None:
+            summary_writer.close()
+    writer.EVENT_WRITERS.clear()
+
+
 def in_process_config(
     base: TrainerConfig, data: Path, output: Path, experiment: str, timestamp: str, iterations: int
 ) -> TrainerConfig:
