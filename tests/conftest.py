@@ -5,6 +5,7 @@ Tiny models on a small shared CPU run several times faster without thread oversu
 """
 
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -39,8 +40,6 @@ def no_stale_event_writers():
     """Tests train several nerfstudio runs in one process: drop each test's event writers afterwards (see
     ``nerf.trainer.release_event_writers``), so no later run logs into a folder a test has removed."""
     yield
-    import sys
-
     if "nerfstudio.utils.writer" in sys.modules:
         from relevance_nerf2nerf.nerf.trainer import release_event_writers
 

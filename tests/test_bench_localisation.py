@@ -3,22 +3,13 @@ the benchmark; ``--quick`` is its CI-sized check)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_localisation.py"
+from benchmark_scripts import load
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_localisation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load("bench_localisation")
 
 
 def test_scenes_cover_every_shape_and_ask_for_a_colour_no_object_has(bench):

@@ -8,22 +8,20 @@ of the dataset), so the three methods, 18 views each, run in well under a minute
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load
 from PIL import Image
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
 
 pytest.importorskip("nerfstudio")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "real_scene_table1.py"
 SHARED_FERN = Path(__file__).resolve().parents[2] / "shared" / "data" / "llff-fern"  # as test_nerf_real_data
 FERN = Path(os.environ.get("RELEVANCE_FERN_DIR", SHARED_FERN))
 FACTOR, WIDTH, HEIGHT = 16, 31, 23  # 504x378 / 16, as nerfstudio rounds the cameras down
@@ -36,11 +34,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def table1():
     """The script as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("real_scene_table1", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load("real_scene_table1")
 
 
 @pytest.fixture(scope="module")
