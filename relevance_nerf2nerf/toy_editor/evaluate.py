@@ -8,6 +8,7 @@ outside the object against the input (how much the edit drifts elsewhere) and th
 the object.
 
     python -m relevance_nerf2nerf.toy_editor.evaluate [--model-dir DIR] [--num-samples 24]
+    python -m relevance_nerf2nerf.toy_editor.evaluate --model-dir NEW --compare-with OLD --num-samples 96
 """
 
 from __future__ import annotations
@@ -169,6 +170,96 @@ def score_edit(sample: HeldOutSample, edited: torch.Tensor) -> dict[str, float]:
     }
 
 
+def _setting_name(tau: float) -> str:
+    return "plain" if tau == 0 else f"relevance_tau{tau:g}"
+
+
+def _means(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]}
+
+
+def edit_scores(
+    editor,
+    samples: list[HeldOutSample],
+    tau: float,
+    *,
+    seed: int = 0,
+    num_steps: int = 20,
+    text_guidance: float = 7.5,
+    image_guidance: float = 1.5,
+) -> list[dict[str, float]]:
+    """Edit every sample once and score it (:func:`score_edit`, plus the mask IoU when ``tau`` > 0).
+
+    Args:
+        editor (RelevanceEditor): the editor.
+        samples (list[HeldOutSample]): held-out renders.
+        tau (float): mask threshold (0: plain IP2P).
+        seed (int, default 0): sample ``i`` is edited with the generator seeded ``seed * 1000 + i``, so two
+            editors given the same arguments see the same noise (a paired comparison).
+        num_steps (int, default 20): DDIM steps from pure noise.
+        text_guidance (float, default 7.5): s_T.
+        image_guidance (float, default 1.5): s_I.
+    """
+    rows = []
+    for i, sample in enumerate(samples):
+        result = editor.edit(
+            sample.image, sample.instruction, mask_threshold=tau, text_guidance=text_guidance,
+            image_guidance=image_guidance, num_steps=num_steps,
+            generator=torch.Generator().manual_seed(seed * 1000 + i),
+        )  # fmt: skip
+        row = score_edit(sample, result.image)
+        if tau > 0:
+            row["mask_iou"] = iou(result.mask[0, 0], sample.mask)
+        rows.append(row)
+    return rows
+
+
+def compare_editors(
+    old_dir: str | Path,
+    new_dir: str | Path,
+    *,
+    num_samples: int = 96,
+    seed: int = 0,
+    thresholds: tuple[float, ...] = (0.0, 0.5),
+    specificity_samples: int = 24,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Two editors side by side in one run, on the same held-out samples with the same noise: means of
+    each, and the paired difference (new - old) with its standard error, per setting and figure.
+
+    Args:
+        old_dir (str | Path): the reference editor (e.g. the previously committed weights).
+        new_dir (str | Path): the candidate.
+        num_samples (int, default 96): held-out scenes (set ``seed``) edited by both.
+        seed (int, default 0): held-out set and noise seeds.
+        thresholds (tuple[float, ...], default (0.0, 0.5)): taus compared (0: plain IP2P).
+        specificity_samples (int, default 24): scenes of :func:`relevance_specificity` (3-4 objects, every
+            second confusable), scored for both editors with the same draws.
+        log (Callable[[str], None], default print): where progress lines go.
+    """
+    from relevance_nerf2nerf.diffusion.editor import load_editor
+
+    editors = {"old": load_editor(old_dir), "new": load_editor(new_dir)}
+    samples = held_out_samples(num_samples, seed=seed)
+    results: dict = {"old": str(old_dir), "new": str(new_dir), "num_samples": num_samples, "seed": seed}
+    for tau in thresholds:
+        rows = {name: edit_scores(editor, samples, tau, seed=seed) for name, editor in editors.items()}
+        entry: dict = {name: _means(r) for name, r in rows.items()}
+        entry["new_minus_old"] = {}
+        for key in rows["old"][0]:
+            diff = torch.tensor([n[key] - o[key] for o, n in zip(rows["old"], rows["new"], strict=True)])
+            stderr = diff.std().item() / len(diff) ** 0.5 if len(diff) > 1 else float("nan")
+            entry["new_minus_old"][key] = {"mean": diff.mean().item(), "stderr": stderr}
+        results[_setting_name(tau)] = entry
+        log(f"{_setting_name(tau)}: {json.dumps(entry)}")
+    specificity_set = held_out_samples(specificity_samples, seed=seed, num_objects=(3, 4), confusable_every=2)
+    results["relevance_specificity"] = {
+        name: relevance_specificity(editor, specificity_set, seed=seed) for name, editor in editors.items()
+    }
+    log(f"relevance specificity: {json.dumps(results['relevance_specificity'])}")
+    return results
+
+
 def evaluate_editor(
     model_dir: str | Path = TOY_EDITOR_DIR,
     *,
@@ -190,18 +281,12 @@ def evaluate_editor(
                      "image_guidance": image_guidance, "copy_input_colour_error": copy_error}  # fmt: skip
     ious = []
     for tau in thresholds:
-        scores = []
-        for i, sample in enumerate(samples):
-            generator = torch.Generator().manual_seed(seed * 1000 + i)
-            result = editor.edit(
-                sample.image, sample.instruction, mask_threshold=tau, text_guidance=text_guidance,
-                image_guidance=image_guidance, num_steps=num_steps, generator=generator,
-            )  # fmt: skip
-            scores.append(score_edit(sample, result.image))
-            if tau > 0:
-                ious.append(iou(result.mask[0, 0], sample.mask))
-        name = "plain" if tau == 0 else f"relevance_tau{tau:g}"
-        results[name] = {key: sum(s[key] for s in scores) / len(scores) for key in scores[0]}
+        scores = edit_scores(editor, samples, tau, seed=seed, num_steps=num_steps,
+                             text_guidance=text_guidance, image_guidance=image_guidance)  # fmt: skip
+        if tau > 0:
+            ious += [s.pop("mask_iou") for s in scores]
+        name = _setting_name(tau)
+        results[name] = _means(scores)
         log(f"{name}: {json.dumps(results[name])}")
     if ious:
         results["relevance_mask_iou"] = sum(ious) / len(ious)
@@ -230,10 +315,20 @@ def main() -> None:
         text_guidance: float = 7.5,
         image_guidance: float = 1.5,
         output: Path | None = None,
+        compare_with: Path | None = None,
     ) -> None:
-        """Evaluate an editor directory on held-out synthetic scenes."""
-        metrics = evaluate_editor(model_dir, num_samples=num_samples, seed=seed, num_steps=num_steps,
-                                  text_guidance=text_guidance, image_guidance=image_guidance)  # fmt: skip
+        """Evaluate an editor directory on held-out synthetic scenes.
+
+        Args:
+            compare_with: another editor directory (e.g. the previous weights): edit the same samples with
+                the same noise by both and report the paired differences (``compare_editors``, s_T 7.5,
+                s_I 1.5, 20 steps).
+        """
+        if compare_with is not None:
+            metrics = compare_editors(compare_with, model_dir, num_samples=num_samples, seed=seed)
+        else:
+            metrics = evaluate_editor(model_dir, num_samples=num_samples, seed=seed, num_steps=num_steps,
+                                      text_guidance=text_guidance, image_guidance=image_guidance)  # fmt: skip
         if output is not None:
             output.write_text(json.dumps(metrics, indent=2))
 
