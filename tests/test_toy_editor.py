@@ -10,18 +10,20 @@ import torch
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
 from relevance_nerf2nerf.toy_editor.evaluate import held_out_samples, relevance_specificity, score_edit
 
-# On these 12 held-out renders the committed weights hit 10/12 (chance: 1/5; copying the input: 0) and
-# the median colour error is 0.36x that of copying the input (CPU, torch 2.14.1).
+# On these 12 held-out renders the committed weights hit 12/12 (before issue 8's fine-tune: 10/12; chance:
+# 1/5; copying the input: 0) and the median colour error is 0.40x that of copying the input (CPU, torch
+# 2.14.1).
 NUM_SAMPLES = 12
-MIN_HIT_RATE = 0.6
+MIN_HIT_RATE = 0.75
 MAX_MEDIAN_ERROR_RATIO = 0.6
 # Relevance specificity on 8 held-out scenes of set 2 (3-4 objects, every second one confusable, 4 noise
-# draws each): the committed weights give target 0.85, non-targets 0.65 (mean) / 0.76 (per-scene maximum),
-# target most relevant in 6/8 scenes (CPU, torch 2.14.1). A regression guard, not issue 8's goal
-# (non-targets <= 0.35), which these weights do not reach; see assets/toy-editor/README.md.
+# draws each): the committed weights give target 0.90, non-targets 0.54 (mean) / 0.59 (per-scene maximum),
+# target most relevant in 8/8 scenes (before issue 8's fine-tune: 0.85, 0.65 / 0.76, 6/8; CPU, torch
+# 2.14.1). A regression guard, not issue 8's numeric goal (non-targets <= 0.35), which even an editor as
+# quiet on the other objects as on the background would miss (0.41: the ceiling in the toy editor README).
 SPECIFICITY_SAMPLES = 8
-MIN_RELEVANCE_MARGIN = 0.1
-MIN_TARGET_MOST_RELEVANT = 5 / 8
+MIN_RELEVANCE_MARGIN = 0.2
+MIN_TARGET_MOST_RELEVANT = 7 / 8
 
 
 @pytest.fixture(scope="module")
