@@ -90,10 +90,9 @@ def test_specificity_measures_the_editors_own_maps_and_its_ceiling(editor):
     assert ceiling["target"] >= actual["target"] - 1e-6
 
 
-def test_compare_editors_pairs_samples_and_noise():
+def test_compare_editors_pairs_samples_and_noise(editor):
     """Compared with itself, every paired difference is exactly zero: both editors edit the same samples with
     the same noise; each side's means are those of ``edit_scores`` on the same samples."""
-    from relevance_nerf2nerf.diffusion.editor import load_editor
     from relevance_nerf2nerf.toy_editor.evaluate import compare_editors, edit_scores
 
     figures = compare_editors(TOY_EDITOR_DIR, TOY_EDITOR_DIR, num_samples=2, seed=3, specificity_samples=1,
@@ -102,7 +101,7 @@ def test_compare_editors_pairs_samples_and_noise():
         for key, diff in figures[setting]["new_minus_old"].items():
             assert diff == {"mean": 0.0, "stderr": 0.0}, (setting, key)
     assert figures["relevance_specificity"]["old"] == figures["relevance_specificity"]["new"]
-    rows = edit_scores(load_editor(TOY_EDITOR_DIR), held_out_samples(2, seed=3), 0.5, seed=3)
+    rows = edit_scores(editor, held_out_samples(2, seed=3), 0.5, seed=3)
     expected = sum(r["colour_error"] for r in rows) / 2
     assert figures["relevance_tau0.5"]["old"]["colour_error"] == pytest.approx(expected, abs=1e-7)
     assert "mask_iou" in figures["relevance_tau0.5"]["new_minus_old"]

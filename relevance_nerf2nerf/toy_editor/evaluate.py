@@ -220,6 +220,9 @@ def compare_editors(
     *,
     num_samples: int = 96,
     seed: int = 0,
+    num_steps: int = 20,
+    text_guidance: float = 7.5,
+    image_guidance: float = 1.5,
     thresholds: tuple[float, ...] = (0.0, 0.5),
     specificity_samples: int = 24,
     log: Callable[[str], None] = print,
@@ -232,6 +235,9 @@ def compare_editors(
         new_dir (str | Path): the candidate.
         num_samples (int, default 96): held-out scenes (set ``seed``) edited by both.
         seed (int, default 0): held-out set and noise seeds.
+        num_steps (int, default 20): DDIM steps from pure noise.
+        text_guidance (float, default 7.5): s_T.
+        image_guidance (float, default 1.5): s_I.
         thresholds (tuple[float, ...], default (0.0, 0.5)): taus compared (0: plain IP2P).
         specificity_samples (int, default 24): scenes of :func:`relevance_specificity` (3-4 objects, every
             second confusable), scored for both editors with the same draws.
@@ -241,9 +247,11 @@ def compare_editors(
 
     editors = {"old": load_editor(old_dir), "new": load_editor(new_dir)}
     samples = held_out_samples(num_samples, seed=seed)
-    results: dict = {"old": str(old_dir), "new": str(new_dir), "num_samples": num_samples, "seed": seed}
+    settings = dict(seed=seed, num_steps=num_steps, text_guidance=text_guidance,
+                    image_guidance=image_guidance)  # fmt: skip
+    results: dict = {"old": str(old_dir), "new": str(new_dir), "num_samples": num_samples, **settings}
     for tau in thresholds:
-        rows = {name: edit_scores(editor, samples, tau, seed=seed) for name, editor in editors.items()}
+        rows = {name: edit_scores(editor, samples, tau, **settings) for name, editor in editors.items()}
         entry: dict = {name: _means(r) for name, r in rows.items()}
         entry["new_minus_old"] = {}
         for key in rows["old"][0]:
@@ -321,14 +329,14 @@ def main() -> None:
 
         Args:
             compare_with: another editor directory (e.g. the previous weights): edit the same samples with
-                the same noise by both and report the paired differences (``compare_editors``, s_T 7.5,
-                s_I 1.5, 20 steps).
+                the same noise and settings by both and report the paired differences (``compare_editors``).
         """
+        settings = dict(num_samples=num_samples, seed=seed, num_steps=num_steps, text_guidance=text_guidance,
+                        image_guidance=image_guidance)  # fmt: skip
         if compare_with is not None:
-            metrics = compare_editors(compare_with, model_dir, num_samples=num_samples, seed=seed)
+            metrics = compare_editors(compare_with, model_dir, **settings)
         else:
-            metrics = evaluate_editor(model_dir, num_samples=num_samples, seed=seed, num_steps=num_steps,
-                                      text_guidance=text_guidance, image_guidance=image_guidance)  # fmt: skip
+            metrics = evaluate_editor(model_dir, **settings)
         if output is not None:
             output.write_text(json.dumps(metrics, indent=2))
 
