@@ -218,6 +218,24 @@ def test_viewer_controls_apply_to_the_next_edit(fresh_pipeline):
         pipeline.viewer_instruction.value = pipeline.config.instruction
 
 
+def test_relevance_maps_use_the_configured_iqr_ratio(fresh_pipeline, scene, monkeypatch):
+    seen = []
+
+    class Recording(RecolourEditor):
+        def relevance(self, image, instruction, **settings):
+            seen.append(settings)
+            return super().relevance(image, instruction, **settings)
+
+    monkeypatch.setattr(fresh_pipeline.config, "relevance_iqr_ratio", 2.0)
+    fresh_pipeline.editor = Recording(_object(scene)["rgb"])
+    try:
+        fresh_pipeline.compute_relevance(1)
+    finally:
+        del fresh_pipeline.editor  # back to the lazily loaded default
+    assert [s["iqr_ratio"] for s in seen] == [2.0]
+    assert fresh_pipeline.datamanager.has_relevance(1)
+
+
 # --- bad input -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("option", "value", "message"),
@@ -225,6 +243,8 @@ def test_viewer_controls_apply_to_the_next_edit(fresh_pipeline):
         ("instruction", " ", "instruction"),
         ("mask_threshold", 1.5, "mask-threshold"),
         ("edit_noise_range", (0.9, 0.1), "edit-noise-range"),
+        ("relevance_iqr_ratio", 0.0, "relevance-iqr-ratio"),
+        ("relevance_iqr_ratio", float("nan"), "relevance-iqr-ratio"),
     ],
 )
 def test_bad_pipeline_options_fail_at_construction(scene, option, value, message):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
+from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO
 from relevance_nerf2nerf.toy_editor.evaluate import held_out_samples, relevance_specificity, score_edit
 
 # On these 12 held-out renders the committed weights hit 12/12 (before issue 8's fine-tune: 10/12; chance:
@@ -83,6 +84,11 @@ def test_specificity_measures_the_editors_own_maps_and_its_ceiling(editor):
     figures = relevance_specificity(editor, samples[:1], num_draws=2, seed=0)
     assert figures["target"] == pytest.approx(own[sample.mask].mean().item(), abs=1e-6)
     assert figures["background"] == pytest.approx(own[~objects].mean().item(), abs=1e-6)
+    own_scene = editor.relevance(sample.image, sample.instruction, num_draws=2, iqr_ratio=SCENE_IQR_RATIO,
+                                 generator=torch.Generator().manual_seed(0)).pixel[0, 0]  # fmt: skip
+    scene = relevance_specificity(editor, samples[:1], num_draws=2, seed=0, iqr_ratio=SCENE_IQR_RATIO)
+    assert scene["background"] == pytest.approx(own_scene[~objects].mean().item(), abs=1e-6)
+    assert scene["background"] != pytest.approx(figures["background"], abs=1e-3)
     ceiling = relevance_specificity(editor, samples, num_draws=2, seed=0, non_targets_at_background=True)
     actual = relevance_specificity(editor, samples, num_draws=2, seed=0)
     print(actual, ceiling)

@@ -14,6 +14,9 @@ import torch.nn.functional as F
 from relevance_nerf2nerf.diffusion.backend import EditorBackend, NoisePredictions
 from relevance_nerf2nerf.diffusion.sampler import add_noise, level_to_timestep
 
+SCENE_IQR_RATIO = 2.0
+"""IQR ratio of the scene pipeline's per-view maps: the authors' scene code uses 2 (paper's 2D maps: 1.5)."""
+
 
 def relevance_from_noise(preds: NoisePredictions) -> torch.Tensor:
     """Eq. 3 before post-processing: mean over channels of |eps_text - eps_img|, shape (B,1,h,w), float32."""

@@ -96,6 +96,7 @@ def relevance_specificity(
     t_rel: float = 0.8,
     tau: float = 0.5,
     seed: int = 0,
+    iqr_ratio: float = 1.5,
     non_targets_at_background: bool = False,
 ) -> dict[str, float]:
     """How well relevance singles out the named object, averaged over ``samples``.
@@ -108,6 +109,7 @@ def relevance_specificity(
         t_rel (float, default 0.8): noise level of the relevance map.
         tau (float, default 0.5): mask threshold for the IoU.
         seed (int, default 0): seeds the noise of sample ``i`` with ``seed * 1000 + i``.
+        iqr_ratio (float, default 1.5): outlier fence of the post-processing (the paper's 2D maps: 1.5).
         non_targets_at_background (bool, default False): before the IQR clamp, set the raw difference on
             every latent cell touched by a non-target object (and not by the target) to the background's
             median: the figures an editor would get whose difference there is no larger than on the
@@ -136,7 +138,7 @@ def relevance_specificity(
             other_cells &= ~target_cells
             raw = raw.clone()
             raw[0, 0][other_cells] = raw[0, 0][~(other_cells | target_cells)].median()
-        rel = upsample(postprocess(raw), tuple(sample.mask.shape))[0, 0]
+        rel = upsample(postprocess(raw, iqr_ratio), tuple(sample.mask.shape))[0, 0]
         objects = sample.mask.clone()
         others = [rel[m].mean().item() for m in sample.other_masks.values()]
         for m in sample.other_masks.values():
