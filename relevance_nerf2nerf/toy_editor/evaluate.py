@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
-from relevance_nerf2nerf.diffusion.relevance import postprocess, raw_relevance, upsample
+from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO, postprocess, raw_relevance, upsample
 from relevance_nerf2nerf.evaluation.metrics import iou, mean_colour, nearest_colour, psnr_outside
 from relevance_nerf2nerf.scenes.render import cast
 from relevance_nerf2nerf.scenes.spec import COLOURS, random_cameras, random_scene_spec
@@ -279,9 +279,13 @@ def evaluate_editor(
     text_guidance: float = 7.5,
     image_guidance: float = 1.5,
     thresholds: tuple[float, ...] = (0.0, 0.5),
+    t_rel: float = 0.8,
+    iqr_ratios: tuple[float, ...] = (SCENE_IQR_RATIO,),
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Edit held-out renders with the editor at ``model_dir`` and report hit rate and colour error per tau."""
+    """Edit held-out renders with the editor at ``model_dir``; report hit rate and colour error per tau, then
+    the relevance specificity (:func:`relevance_specificity`) at the paper's IQR ratio 1.5, its ceiling, and
+    again at each of ``iqr_ratios`` (default: the scene pipeline's), all at noise level ``t_rel``."""
     from relevance_nerf2nerf.diffusion.editor import load_editor
 
     editor = load_editor(model_dir)
@@ -303,14 +307,19 @@ def evaluate_editor(
     mean_iou = results.get("relevance_mask_iou", 0.0)
     log(f"copy-the-input colour error {copy_error:.3f}; relevance mask IoU {mean_iou:.3f}")
     specificity_set = held_out_samples(num_samples, seed=seed, num_objects=(3, 4), confusable_every=2)
-    results["relevance_specificity"] = relevance_specificity(editor, specificity_set, seed=seed)
+    results["relevance_specificity"] = relevance_specificity(editor, specificity_set, seed=seed, t_rel=t_rel)
     log(f"relevance specificity (3-4 objects, every 2nd scene confusable, 8 draws): "
         f"{json.dumps(results['relevance_specificity'])}")  # fmt: skip
     results["relevance_specificity_ceiling"] = relevance_specificity(
-        editor, specificity_set, seed=seed, non_targets_at_background=True
+        editor, specificity_set, seed=seed, t_rel=t_rel, non_targets_at_background=True
     )
     log(f"the same with non-target objects at the background's raw difference (ceiling): "
         f"{json.dumps(results['relevance_specificity_ceiling'])}")  # fmt: skip
+    results["relevance_specificity_at_iqr_ratio"] = {}
+    for ratio in iqr_ratios:
+        figures = relevance_specificity(editor, specificity_set, seed=seed, t_rel=t_rel, iqr_ratio=ratio)
+        results["relevance_specificity_at_iqr_ratio"][f"{ratio:g}"] = figures
+        log(f"relevance specificity at IQR ratio {ratio:g}: {json.dumps(figures)}")
     return results
 
 
@@ -326,19 +335,24 @@ def main() -> None:
         image_guidance: float = 1.5,
         output: Path | None = None,
         compare_with: Path | None = None,
+        t_rel: float = 0.8,
+        iqr_ratios: tuple[float, ...] = (SCENE_IQR_RATIO,),
     ) -> None:
         """Evaluate an editor directory on held-out synthetic scenes.
 
         Args:
             compare_with: another editor directory (e.g. the previous weights): edit the same samples with
                 the same noise and settings by both and report the paired differences (``compare_editors``).
+            t_rel: noise level of the relevance maps (without --compare-with).
+            iqr_ratios: IQR ratios at which relevance specificity is reported besides the paper's 1.5
+                (without --compare-with; default: the scene pipeline's).
         """
         settings = dict(num_samples=num_samples, seed=seed, num_steps=num_steps, text_guidance=text_guidance,
                         image_guidance=image_guidance)  # fmt: skip
         if compare_with is not None:
             metrics = compare_editors(compare_with, model_dir, **settings)
         else:
-            metrics = evaluate_editor(model_dir, **settings)
+            metrics = evaluate_editor(model_dir, **settings, t_rel=t_rel, iqr_ratios=iqr_ratios)
         if output is not None:
             output.write_text(json.dumps(metrics, indent=2))
 
