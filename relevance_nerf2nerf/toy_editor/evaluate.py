@@ -155,6 +155,16 @@ def relevance_specificity(
     return {key: float(torch.tensor([r[key] for r in rows]).nanmean()) for key in rows[0]}
 
 
+def specificity_at_iqr_ratios(
+    editor, samples: list[HeldOutSample], iqr_ratios: tuple[float, ...], *, seed: int = 0, t_rel: float = 0.8
+) -> dict[str, dict[str, float]]:
+    """:func:`relevance_specificity` at each IQR ratio (e.g. the scene pipeline's), keyed by the ratio."""
+    return {
+        f"{ratio:g}": relevance_specificity(editor, samples, seed=seed, t_rel=t_rel, iqr_ratio=ratio)
+        for ratio in iqr_ratios
+    }
+
+
 def _latent_cells(mask: torch.Tensor, cells: torch.Size) -> torch.Tensor:
     """Latent cells (h, w) that a pixel mask (H, W) touches."""
     return F.adaptive_max_pool2d(mask[None, None].float(), tuple(cells))[0, 0] > 0
@@ -227,6 +237,8 @@ def compare_editors(
     image_guidance: float = 1.5,
     thresholds: tuple[float, ...] = (0.0, 0.5),
     specificity_samples: int = 24,
+    t_rel: float = 0.8,
+    iqr_ratios: tuple[float, ...] = (SCENE_IQR_RATIO,),
     log: Callable[[str], None] = print,
 ) -> dict:
     """Two editors side by side in one run, on the same held-out samples with the same noise: means of
@@ -243,6 +255,9 @@ def compare_editors(
         thresholds (tuple[float, ...], default (0.0, 0.5)): taus compared (0: plain IP2P).
         specificity_samples (int, default 24): scenes of :func:`relevance_specificity` (3-4 objects, every
             second confusable), scored for both editors with the same draws.
+        t_rel (float, default 0.8): noise level of the relevance maps.
+        iqr_ratios (tuple[float, ...], default (SCENE_IQR_RATIO,)): IQR ratios at which specificity is also
+            reported, besides the paper's 1.5.
         log (Callable[[str], None], default print): where progress lines go.
     """
     from relevance_nerf2nerf.diffusion.editor import load_editor
@@ -264,9 +279,15 @@ def compare_editors(
         log(f"{_setting_name(tau)}: {json.dumps(entry)}")
     specificity_set = held_out_samples(specificity_samples, seed=seed, num_objects=(3, 4), confusable_every=2)
     results["relevance_specificity"] = {
-        name: relevance_specificity(editor, specificity_set, seed=seed) for name, editor in editors.items()
+        name: relevance_specificity(editor, specificity_set, seed=seed, t_rel=t_rel)
+        for name, editor in editors.items()
     }
-    log(f"relevance specificity: {json.dumps(results['relevance_specificity'])}")
+    results["relevance_specificity_at_iqr_ratio"] = {
+        name: specificity_at_iqr_ratios(editor, specificity_set, iqr_ratios, seed=seed, t_rel=t_rel)
+        for name, editor in editors.items()
+    }
+    log(f"relevance specificity: {json.dumps(results['relevance_specificity'])}; per IQR ratio: "
+        f"{json.dumps(results['relevance_specificity_at_iqr_ratio'])}")  # fmt: skip
     return results
 
 
@@ -315,11 +336,10 @@ def evaluate_editor(
     )
     log(f"the same with non-target objects at the background's raw difference (ceiling): "
         f"{json.dumps(results['relevance_specificity_ceiling'])}")  # fmt: skip
-    results["relevance_specificity_at_iqr_ratio"] = {}
-    for ratio in iqr_ratios:
-        figures = relevance_specificity(editor, specificity_set, seed=seed, t_rel=t_rel, iqr_ratio=ratio)
-        results["relevance_specificity_at_iqr_ratio"][f"{ratio:g}"] = figures
-        log(f"relevance specificity at IQR ratio {ratio:g}: {json.dumps(figures)}")
+    results["relevance_specificity_at_iqr_ratio"] = specificity_at_iqr_ratios(
+        editor, specificity_set, iqr_ratios, seed=seed, t_rel=t_rel
+    )
+    log(f"relevance specificity per IQR ratio: {json.dumps(results['relevance_specificity_at_iqr_ratio'])}")
     return results
 
 
@@ -343,16 +363,16 @@ def main() -> None:
         Args:
             compare_with: another editor directory (e.g. the previous weights): edit the same samples with
                 the same noise and settings by both and report the paired differences (``compare_editors``).
-            t_rel: noise level of the relevance maps (without --compare-with).
+            t_rel: noise level of the relevance maps.
             iqr_ratios: IQR ratios at which relevance specificity is reported besides the paper's 1.5
-                (without --compare-with; default: the scene pipeline's).
+                (default: the scene pipeline's).
         """
         settings = dict(num_samples=num_samples, seed=seed, num_steps=num_steps, text_guidance=text_guidance,
-                        image_guidance=image_guidance)  # fmt: skip
+                        image_guidance=image_guidance, t_rel=t_rel, iqr_ratios=iqr_ratios)  # fmt: skip
         if compare_with is not None:
             metrics = compare_editors(compare_with, model_dir, **settings)
         else:
-            metrics = evaluate_editor(model_dir, **settings, t_rel=t_rel, iqr_ratios=iqr_ratios)
+            metrics = evaluate_editor(model_dir, **settings)
         if output is not None:
             output.write_text(json.dumps(metrics, indent=2))
 
