@@ -8,9 +8,20 @@ import pytest
 import yaml
 from PIL import Image
 
-from relevance_nerf2nerf.cli.demo import EXACT_CAPTURE_ARGS, main, target_of
+from relevance_nerf2nerf.assets import TOY_EDITOR_IQR_RATIO
+from relevance_nerf2nerf.cli.demo import (
+    EXACT_CAPTURE_ARGS,
+    SCHEDULED_GROUPS,
+    DemoCommand,
+    edit_iqr_ratio,
+    main,
+    target_of,
+)
+from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO
 from relevance_nerf2nerf.errors import InvalidInputError
 from relevance_nerf2nerf.evaluation.sheets import LABEL_WIDTH
+
+SCHEDULED = [group.replace("-", "_") for group in SCHEDULED_GROUPS]  # the optimizer groups' config keys
 
 
 def test_instruction_must_name_an_object_of_the_scene():
@@ -20,6 +31,14 @@ def test_instruction_must_name_an_object_of_the_scene():
         target_of("make the sphere blue", ["cone", "cube"])
     with pytest.raises(InvalidInputError, match="names no object"):
         target_of("make it blue", ["cone"])
+
+
+def test_edit_iqr_ratio_defaults_to_the_editors_own():
+    """3 with the bundled toy editor, the pipeline's 2 with any other, and always what the user passed."""
+    assert edit_iqr_ratio(DemoCommand()) == TOY_EDITOR_IQR_RATIO == 3.0
+    assert edit_iqr_ratio(DemoCommand(editor_model="timbrooks/instruct-pix2pix")) == SCENE_IQR_RATIO == 2.0
+    assert edit_iqr_ratio(DemoCommand(relevance_iqr_ratio=1.5)) == 1.5
+    assert edit_iqr_ratio(DemoCommand(editor_model="/my/ip2p", relevance_iqr_ratio=4.0)) == 4.0
 
 
 def test_demo_reports_bad_input_in_one_line_without_training(tmp_path, capsys):
@@ -70,6 +89,11 @@ def test_shortened_demo_writes_every_artefact(tmp_path):
         config = yaml.load((run / "config.yml").read_text(), Loader=yaml.Loader)
         assert config.pipeline.model.camera_optimizer.mode == "off"
         assert not config.pipeline.model.use_appearance_embedding
+        if run.parent.name == "relevance-nerf2nerf-tiny":  # both edits: lr decay over their 10 steps
+            schedules = {group: config.optimizers[group]["scheduler"].max_steps for group in SCHEDULED}
+            assert schedules == dict.fromkeys(SCHEDULED, 10)
+            assert config.pipeline.relevance_iqr_ratio == TOY_EDITOR_IQR_RATIO  # the toy editor's default
+    assert record["settings"]["relevance_iqr_ratio"] == TOY_EDITOR_IQR_RATIO
 
 
 @pytest.mark.parametrize("method", ["nerfacto-tiny", "relevance-nerf2nerf-tiny", "nerfacto"])

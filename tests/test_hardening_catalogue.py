@@ -108,6 +108,8 @@ DEMO_CASES = {
     "instruction empty": (["--instruction", ""], "instruction is empty"),
     "tau 5": (["--mask-threshold", "5"], "tau"),
     "guidance nan": (["--text-guidance", "nan"], "text guidance"),
+    "IQR ratio zero": (["--relevance-iqr-ratio", "0"], "--relevance-iqr-ratio"),
+    "IQR ratio infinite": (["--relevance-iqr-ratio", "inf"], "--relevance-iqr-ratio"),
     "width too small": (["--width", "4"], "too small"),
     "views above the size guard": (["--width", "1500", "--height", "1000"], "--width"),
     "one view": (["--num-views", "1"], "--num-views"),

@@ -13,9 +13,21 @@ import torch.nn.functional as F
 
 from relevance_nerf2nerf.diffusion.backend import EditorBackend, NoisePredictions
 from relevance_nerf2nerf.diffusion.sampler import add_noise, level_to_timestep
+from relevance_nerf2nerf.errors import InvalidInputError
 
 SCENE_IQR_RATIO = 2.0
 """IQR ratio of the scene pipeline's per-view maps: the authors' scene code uses 2 (paper's 2D maps: 1.5)."""
+
+
+def check_scene_iqr_ratio(ratio: float, flag: str) -> None:
+    """Refuse a scene relevance IQR ratio that is not a positive finite number, in one line naming ``flag``.
+
+    Args:
+        ratio (float): the outlier fence r of eq. 3.
+        flag (str): the command-line flag that set it, e.g. ``--pipeline.relevance-iqr-ratio``.
+    """
+    if not 0.0 < ratio < float("inf"):
+        raise InvalidInputError(f"{flag} must be a positive number, got {ratio}")
 
 
 def relevance_from_noise(preds: NoisePredictions) -> torch.Tensor:
