@@ -76,8 +76,8 @@ class RelevanceNerf2NerfPipelineConfig(VanillaPipelineConfig):
     """Noise level (fraction of the schedule) at which relevance maps are computed."""
     relevance_iqr_ratio: float = SCENE_IQR_RATIO
     """Outlier fence r of each view's relevance map, clamped to [Q1 - r IQR, Q3 + r IQR] before normalising.
-    The paper's 2D maps use 1.5; the authors' scene code uses 2, which also measured better on the demo
-    (README, "Relevance IQR ratio for scenes")."""
+    The paper's 2D maps use 1.5; the authors' scene code uses 2 (relevance-demo uses 3 with the toy editor:
+    README, "Keeping the other objects")."""
     edit_every: int = 10
     """Update one training view every this many iterations."""
     edit_steps: int = 20
