@@ -119,3 +119,30 @@ def test_compare_editors_pairs_samples_and_noise(editor):
     expected = sum(r["colour_error"] for r in rows) / 2
     assert figures["relevance_tau0.5"]["old"]["colour_error"] == pytest.approx(expected, abs=1e-7)
     assert "mask_iou" in figures["relevance_tau0.5"]["new_minus_old"]
+
+
+def test_evaluate_cli_checks_output_first_and_writes_it_whole(tmp_path, monkeypatch):
+    """A bad --output is refused before any editing; a good one is replaced whole, leaving no partial file."""
+    from relevance_nerf2nerf.errors import InvalidInputError
+    from relevance_nerf2nerf.toy_editor import evaluate
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the evaluation ran before --output was checked")
+
+    monkeypatch.setattr(evaluate, "evaluate_editor", no_work)
+    (tmp_path / "afile").write_text("keep")
+    for bad, message in ((tmp_path, "is a directory"), (tmp_path / "afile" / "x.json", "is a file")):
+        monkeypatch.setattr("sys.argv", ["evaluate", "--output", str(bad)])
+        with pytest.raises(InvalidInputError, match=message):
+            evaluate.main()
+    assert (tmp_path / "afile").read_text() == "keep"
+
+    def figures(model_dir, **settings):
+        return {"iqr_ratios": settings["iqr_ratios"]}
+
+    monkeypatch.setattr(evaluate, "evaluate_editor", figures)
+    output = tmp_path / "figures" / "evaluation.json"
+    monkeypatch.setattr("sys.argv", ["evaluate", "--output", str(output)])
+    evaluate.main()
+    assert json.loads(output.read_text()) == {"iqr_ratios": list(SPECIFICITY_IQR_RATIOS)}
+    assert [p.name for p in output.parent.iterdir()] == ["evaluation.json"]

@@ -25,6 +25,7 @@ import tyro
 
 from relevance_nerf2nerf.diffusion.ip2p import DEFAULT_MODEL
 from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError, check_output_dir
+from relevance_nerf2nerf.evaluation.outputs import write_all
 
 
 @dataclass
@@ -253,28 +254,6 @@ def _is_or_contains(source: Path, path: Path) -> bool:
         return path.exists() and source.exists() and os.path.samefile(path, source)  # hard links
     except OSError:
         return False
-
-
-def write_all(contents: dict[str, Callable[[Path], object]], paths: dict[str, Path]) -> None:
-    """Write every output whole or none: each goes to a temporary name beside its destination, and only
-    when all are written are they renamed into place (a failure removes the temporary files).
-
-    Args:
-        contents: output name -> function writing that output to the path it is given.
-        paths: output name -> destination.
-    """
-    staged: dict[str, Path] = {}
-    try:
-        for name, write in contents.items():
-            target = paths[name]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staged[name] = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
-            write(staged[name])
-        for name, temporary in staged.items():
-            os.replace(temporary, paths[name])
-    finally:
-        for temporary in staged.values():
-            temporary.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

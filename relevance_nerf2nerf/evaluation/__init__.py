@@ -7,5 +7,5 @@
 - ``clip``: CLIP text-image / directional / image similarity, frame and edit consistency;
 - ``ground_truth``: the generator's masks and colour references, and every ground-truth metric of an edit;
 - ``render``: renders of the same cameras from trained nerfstudio runs (nerfstudio imported lazily);
-- ``sheets``: contact sheets and GIFs; ``outputs``: output folders written atomically.
+- ``sheets``: contact sheets and GIFs; ``outputs``: output folders and files written whole or not at all.
 """

@@ -1,10 +1,10 @@
-"""Output folders that appear whole or not at all, and never replace what the user had."""
+"""Outputs (folders, sets of files) that appear whole or not at all, and never replace what the user had."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,3 +45,25 @@ def staged_output_dir(path: Path) -> Iterator[Path]:
     if path.is_dir():
         path.rmdir()  # empty (checked before the work started)
     os.replace(staging, path)
+
+
+def write_all(contents: dict[str, Callable[[Path], object]], paths: dict[str, Path]) -> None:
+    """Write every output whole or none: each goes to a temporary name beside its destination, and only
+    when all are written are they renamed into place (a failure removes the temporary files).
+
+    Args:
+        contents: output name -> function writing that output to the path it is given.
+        paths: output name -> destination.
+    """
+    staged: dict[str, Path] = {}
+    try:
+        for name, write in contents.items():
+            target = paths[name]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged[name] = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
+            write(staged[name])
+        for name, temporary in staged.items():
+            os.replace(temporary, paths[name])
+    finally:
+        for temporary in staged.values():
+            temporary.unlink(missing_ok=True)

@@ -24,7 +24,9 @@ import torch.nn.functional as F
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR, TOY_EDITOR_IQR_RATIO
 from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO, postprocess, raw_relevance, upsample
+from relevance_nerf2nerf.errors import InvalidInputError, check_output_dir, report_uncaught_errors_as_one_line
 from relevance_nerf2nerf.evaluation.metrics import iou, mean_colour, nearest_colour, psnr_outside
+from relevance_nerf2nerf.evaluation.outputs import write_all
 from relevance_nerf2nerf.scenes.render import cast
 from relevance_nerf2nerf.scenes.spec import COLOURS, random_cameras, random_scene_spec
 from relevance_nerf2nerf.toy_editor.data import HELD_OUT_SEED_OFFSET, confusable_colours, instruction
@@ -370,16 +372,23 @@ def main() -> None:
             t_rel: noise level of the relevance maps.
             iqr_ratios: IQR ratios at which relevance specificity is reported besides the paper's 1.5
                 (default: the scene pipeline's 2 and the demo's 3 for this editor).
+            output: JSON file for the figures (replaced whole if it exists; its folder is created).
         """
+        if output is not None:  # before the minutes of work: a folder, or a place nothing can be written
+            if output.is_dir():
+                raise InvalidInputError(f"--output {output} is a directory: name a JSON file")
+            check_output_dir(output.parent, "--output's folder")
         settings = dict(num_samples=num_samples, seed=seed, num_steps=num_steps, text_guidance=text_guidance,
                         image_guidance=image_guidance, t_rel=t_rel, iqr_ratios=iqr_ratios)  # fmt: skip
         if compare_with is not None:
             metrics = compare_editors(compare_with, model_dir, **settings)
         else:
             metrics = evaluate_editor(model_dir, **settings)
-        if output is not None:
-            output.write_text(json.dumps(metrics, indent=2))
+        if output is not None:  # replaced whole (temporary file, then one rename), never half-written
+            text = json.dumps(metrics, indent=2)
+            write_all({"metrics": lambda path: path.write_text(text)}, {"metrics": output})
 
+    report_uncaught_errors_as_one_line()  # bad input: one line, no traceback
     tyro.cli(run)
 
 
