@@ -93,28 +93,45 @@ def held_out_samples(
     return samples
 
 
-def relevance_specificity(
-    editor,
-    samples: list[HeldOutSample],
-    *,
-    num_draws: int = 8,
-    t_rel: float = 0.8,
-    tau: float = 0.5,
-    seed: int = 0,
-    iqr_ratio: float = 1.5,
-    non_targets_at_background: bool = False,
-) -> dict[str, float]:
-    """How well relevance singles out the named object, averaged over ``samples``.
+def specificity_raw_maps(
+    editor, samples: list[HeldOutSample], *, num_draws: int = 8, t_rel: float = 0.8, seed: int = 0
+) -> list[torch.Tensor]:
+    """Each sample's raw relevance difference (eq. 2 before post-processing, (1, 1, h, w) on the latent grid),
+    computed once and scored at any IQR ratio by :func:`score_specificity`.
 
     Args:
         editor (RelevanceEditor): the editor whose relevance maps are measured.
-        samples (list[HeldOutSample]): held-out renders with ground-truth masks (sizes a multiple of the VAE
-            factor: the maps are ``editor.relevance``'s, computed without padding).
+        samples (list[HeldOutSample]): held-out renders (sizes a multiple of the VAE factor: no padding).
         num_draws (int, default 8): noise draws averaged per map (eq. 2 with K draws).
         t_rel (float, default 0.8): noise level of the relevance map.
-        tau (float, default 0.5): mask threshold for the IoU.
         seed (int, default 0): seeds the noise of sample ``i`` with ``seed * 1000 + i``.
+    """
+    backend = editor.backend
+    return [
+        raw_relevance(
+            backend, backend.encode(sample.image), backend.encode_condition(sample.image),
+            backend.text_embeddings(sample.instruction), t_rel=t_rel, num_draws=num_draws,
+            generator=torch.Generator().manual_seed(seed * 1000 + i),
+        )  # fmt: skip
+        for i, sample in enumerate(samples)
+    ]
+
+
+def score_specificity(
+    raw_maps: list[torch.Tensor],
+    samples: list[HeldOutSample],
+    *,
+    iqr_ratio: float = 1.5,
+    tau: float = 0.5,
+    non_targets_at_background: bool = False,
+) -> dict[str, float]:
+    """How well relevance singles out the named object, averaged over ``samples``, from their raw maps.
+
+    Args:
+        raw_maps (list[torch.Tensor]): :func:`specificity_raw_maps` of ``samples``.
+        samples (list[HeldOutSample]): the held-out renders with ground-truth masks.
         iqr_ratio (float, default 1.5): outlier fence of the post-processing (the paper's 2D maps: 1.5).
+        tau (float, default 0.5): mask threshold for the IoU.
         non_targets_at_background (bool, default False): before the IQR clamp, set the raw difference on
             every latent cell touched by a non-target object (and not by the target) to the background's
             median: the figures an editor would get whose difference there is no larger than on the
@@ -125,15 +142,8 @@ def relevance_specificity(
         background, the tau-mask IoU with the target, and the share of scenes whose target is the most
         relevant object.
     """
-    backend = editor.backend
     rows = []
-    for i, sample in enumerate(samples):
-        generator = torch.Generator().manual_seed(seed * 1000 + i)
-        raw = raw_relevance(
-            backend, backend.encode(sample.image), backend.encode_condition(sample.image),
-            backend.text_embeddings(sample.instruction), t_rel=t_rel, num_draws=num_draws,
-            generator=generator,
-        )  # fmt: skip
+    for raw, sample in zip(raw_maps, samples, strict=True):
         if non_targets_at_background:
             cells = raw.shape[-2:]
             target_cells = _latent_cells(sample.mask, cells)
@@ -160,14 +170,30 @@ def relevance_specificity(
     return {key: float(torch.tensor([r[key] for r in rows]).nanmean()) for key in rows[0]}
 
 
+def relevance_specificity(
+    editor,
+    samples: list[HeldOutSample],
+    *,
+    num_draws: int = 8,
+    t_rel: float = 0.8,
+    tau: float = 0.5,
+    seed: int = 0,
+    iqr_ratio: float = 1.5,
+    non_targets_at_background: bool = False,
+) -> dict[str, float]:
+    """:func:`score_specificity` of ``editor``'s maps of ``samples`` (arguments as there and in
+    :func:`specificity_raw_maps`)."""
+    raw_maps = specificity_raw_maps(editor, samples, num_draws=num_draws, t_rel=t_rel, seed=seed)
+    return score_specificity(
+        raw_maps, samples, iqr_ratio=iqr_ratio, tau=tau, non_targets_at_background=non_targets_at_background
+    )
+
+
 def specificity_at_iqr_ratios(
-    editor, samples: list[HeldOutSample], iqr_ratios: tuple[float, ...], *, seed: int = 0, t_rel: float = 0.8
+    raw_maps: list[torch.Tensor], samples: list[HeldOutSample], iqr_ratios: tuple[float, ...]
 ) -> dict[str, dict[str, float]]:
-    """:func:`relevance_specificity` at each IQR ratio (e.g. the scene pipeline's), keyed by the ratio."""
-    return {
-        f"{ratio:g}": relevance_specificity(editor, samples, seed=seed, t_rel=t_rel, iqr_ratio=ratio)
-        for ratio in iqr_ratios
-    }
+    """:func:`score_specificity` of the same raw maps at each IQR ratio, keyed by the ratio."""
+    return {f"{ratio:g}": score_specificity(raw_maps, samples, iqr_ratio=ratio) for ratio in iqr_ratios}
 
 
 def _latent_cells(mask: torch.Tensor, cells: torch.Size) -> torch.Tensor:
@@ -283,13 +309,15 @@ def compare_editors(
         results[_setting_name(tau)] = entry
         log(f"{_setting_name(tau)}: {json.dumps(entry)}")
     specificity_set = held_out_samples(specificity_samples, seed=seed, num_objects=(3, 4), confusable_every=2)
-    results["relevance_specificity"] = {
-        name: relevance_specificity(editor, specificity_set, seed=seed, t_rel=t_rel)
+    raw_maps = {  # the UNet passes once per editor; every ratio scores the same maps
+        name: specificity_raw_maps(editor, specificity_set, seed=seed, t_rel=t_rel)
         for name, editor in editors.items()
     }
+    results["relevance_specificity"] = {
+        name: score_specificity(maps, specificity_set) for name, maps in raw_maps.items()
+    }
     results["relevance_specificity_at_iqr_ratio"] = {
-        name: specificity_at_iqr_ratios(editor, specificity_set, iqr_ratios, seed=seed, t_rel=t_rel)
-        for name, editor in editors.items()
+        name: specificity_at_iqr_ratios(maps, specificity_set, iqr_ratios) for name, maps in raw_maps.items()
     }
     log(f"relevance specificity: {json.dumps(results['relevance_specificity'])}; per IQR ratio: "
         f"{json.dumps(results['relevance_specificity_at_iqr_ratio'])}")  # fmt: skip
@@ -334,17 +362,17 @@ def evaluate_editor(
     mean_iou = results.get("relevance_mask_iou", 0.0)
     log(f"copy-the-input colour error {copy_error:.3f}; relevance mask IoU {mean_iou:.3f}")
     specificity_set = held_out_samples(num_samples, seed=seed, num_objects=(3, 4), confusable_every=2)
-    results["relevance_specificity"] = relevance_specificity(editor, specificity_set, seed=seed, t_rel=t_rel)
+    raw_maps = specificity_raw_maps(editor, specificity_set, seed=seed, t_rel=t_rel)  # UNet once
+    results["relevance_specificity"] = score_specificity(raw_maps, specificity_set)
     log(f"relevance specificity (3-4 objects, every 2nd scene confusable, 8 draws): "
         f"{json.dumps(results['relevance_specificity'])}")  # fmt: skip
-    results["relevance_specificity_ceiling"] = relevance_specificity(
-        editor, specificity_set, seed=seed, t_rel=t_rel, non_targets_at_background=True
+    results["relevance_specificity_ceiling"] = score_specificity(
+        raw_maps, specificity_set, non_targets_at_background=True
     )
     log(f"the same with non-target objects at the background's raw difference (ceiling): "
         f"{json.dumps(results['relevance_specificity_ceiling'])}")  # fmt: skip
-    results["relevance_specificity_at_iqr_ratio"] = specificity_at_iqr_ratios(
-        editor, specificity_set, iqr_ratios, seed=seed, t_rel=t_rel
-    )
+    at_ratio = specificity_at_iqr_ratios(raw_maps, specificity_set, iqr_ratios)
+    results["relevance_specificity_at_iqr_ratio"] = at_ratio
     log(f"relevance specificity per IQR ratio: {json.dumps(results['relevance_specificity_at_iqr_ratio'])}")
     return results
 
