@@ -42,6 +42,22 @@ def check_output_dir(path: Path, flag: str) -> Path:
     return resolved
 
 
+def check_output_file(path: Path, what: str, flag: str = "--output") -> None:
+    """Raise :class:`InvalidInputError` unless a command can write the file ``path``: it is not an existing
+    directory and its folder is, or can be created as, a writable directory (:func:`check_output_dir`).
+
+    Nothing is created.
+
+    Args:
+        path: the file a command will write.
+        what: how the message names it, e.g. ``"the mask output"``.
+        flag (default "--output"): the command-line flag that chose it (said in the message).
+    """
+    if Path(path).expanduser().is_dir():
+        raise InvalidInputError(f"{what} {path} is an existing directory: choose another {flag}")
+    check_output_dir(Path(path).expanduser().parent, f"{flag}'s folder")
+
+
 def report_uncaught_errors_as_one_line() -> None:
     """Make an uncaught :class:`RelevanceError` print ``<program>: error: <message>`` instead of a traceback.
 

@@ -212,6 +212,19 @@ def test_validator_accepts_exactly_what_ip2p_can_run():
     assert max(ddim_timesteps(1000, 1.0, t, offset)) == t - 1
 
 
+@pytest.mark.parametrize("ratio", [0.0, -1.0, float("inf"), float("nan")])
+def test_the_2d_validator_refuses_the_iqr_ratios_scenes_refuse(ratio):
+    """One rule for the IQR ratio (``check_iqr_ratio``): 0 would saturate every value above the upper
+    quartile, so the 2D editor refuses it in one line as the scene pipeline and the demo do."""
+    from relevance_nerf2nerf.diffusion.editor import validate_edit_settings
+    from relevance_nerf2nerf.errors import InvalidInputError
+
+    validate_edit_settings("x", iqr_ratio=1e-3)
+    with pytest.raises(InvalidInputError, match="IQR ratio must be a positive number") as info:
+        validate_edit_settings("x", iqr_ratio=ratio)
+    assert "\n" not in str(info.value)
+
+
 # --- defect 7: size guard ---------------------------------------------------------------------------------
 def test_an_image_above_the_cpu_limit_is_refused_before_the_model_loads(tmp_path, capsys):
     """1001x1000 is just above the 1 MP CPU default; the header alone decides (no decoding, no model)."""

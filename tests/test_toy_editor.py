@@ -131,7 +131,8 @@ def test_evaluate_cli_checks_output_first_and_writes_it_whole(tmp_path, monkeypa
 
     monkeypatch.setattr(evaluate, "evaluate_editor", no_work)
     (tmp_path / "afile").write_text("keep")
-    for bad, message in ((tmp_path, "is a directory"), (tmp_path / "afile" / "x.json", "is a file")):
+    bad_outputs = ((tmp_path, "is an existing directory"), (tmp_path / "afile" / "x.json", "is a file"))
+    for bad, message in bad_outputs:
         monkeypatch.setattr("sys.argv", ["evaluate", "--output", str(bad)])
         with pytest.raises(InvalidInputError, match=message):
             evaluate.main()
@@ -146,3 +147,27 @@ def test_evaluate_cli_checks_output_first_and_writes_it_whole(tmp_path, monkeypa
     evaluate.main()
     assert json.loads(output.read_text()) == {"iqr_ratios": list(SPECIFICITY_IQR_RATIOS)}
     assert [p.name for p in output.parent.iterdir()] == ["evaluation.json"]
+
+
+def test_training_with_ema_saves_the_average_and_trains_on_unchanged(tmp_path):
+    """``--ema-decay``: the saved weights are the EMA's, and saving a checkpoint (EMA swapped in, then out)
+    leaves the trained weights as they were: the run's losses equal those of the same run without EMA."""
+    from safetensors.torch import load_file
+
+    from relevance_nerf2nerf.toy_editor.train import TrainConfig, train
+
+    def run(name: str, ema_decay: float) -> tuple[dict, dict]:
+        config = TrainConfig(
+            output_dir=tmp_path / name, init_from=TOY_EDITOR_DIR, num_scenes=2, views_per_scene=1,
+            batch_size=2, unet_steps=4, checkpoint_every=2, eval_samples=0, ema_decay=ema_decay,
+        )  # fmt: skip
+        summary = train(config)
+        return summary, load_file(tmp_path / name / "unet" / "diffusion_pytorch_model.safetensors")
+
+    plain, plain_unet = run("plain", 0.0)
+    averaged, ema_unet = run("ema", 0.9)
+    start = load_file(TOY_EDITOR_DIR / "unet" / "diffusion_pytorch_model.safetensors")
+    assert averaged["final_loss"] == plain["final_loss"]
+    name = "conv_in.weight"
+    moved, lag = (plain_unet[name] - start[name]).norm(), (ema_unet[name] - plain_unet[name]).norm()
+    assert moved > 0 and 0 < lag < moved  # the average trails the trained weights, between them and the start

@@ -39,7 +39,7 @@ import tyro
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR, TOY_EDITOR_IQR_RATIO
 from relevance_nerf2nerf.diffusion.images import MAX_MEGAPIXELS, check_megapixels
-from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO, check_scene_iqr_ratio
+from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO, check_iqr_ratio
 from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError, check_output_dir
 from relevance_nerf2nerf.evaluation.ground_truth import ground_truth_metrics, load_ground_truth, target_of
 from relevance_nerf2nerf.evaluation.sheets import contact_sheet, heatmaps, rgb_rows, save_gif
@@ -223,7 +223,7 @@ def validate(command: DemoCommand) -> None:
         image_guidance=command.image_guidance,
     )
     if command.relevance_iqr_ratio is not None:
-        check_scene_iqr_ratio(command.relevance_iqr_ratio, "--relevance-iqr-ratio")
+        check_iqr_ratio(command.relevance_iqr_ratio, "--relevance-iqr-ratio")
     spec = random_scene_spec(command.scene_seed, command.num_objects)
     target_of(command.instruction, [obj.name for obj in spec.objects])
     if command.device == "cuda":

@@ -24,7 +24,7 @@ from typing import Literal
 import tyro
 
 from relevance_nerf2nerf.diffusion.ip2p import DEFAULT_MODEL
-from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError, check_output_dir
+from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError, check_output_file
 from relevance_nerf2nerf.evaluation.outputs import write_all
 
 
@@ -220,16 +220,12 @@ def check_output_paths(command: EditCommand) -> dict[str, Path]:
     Returns the output paths by name (see :meth:`EditCommand.outputs`).
     """
     paths = command.outputs()
-    check_output_dir(command.output.parent, "--output's folder")
     inputs = {"--image": command.image}
     if Path(command.model).expanduser().exists():
         inputs["--model"] = Path(command.model).expanduser()
     claimed: dict[Path, str] = {}
     for name, path in paths.items():
-        if path.is_dir():
-            raise InvalidInputError(
-                f"the {name} output {path} is an existing directory: choose another --output"
-            )
+        check_output_file(path, f"the {name} output")
         resolved = path.resolve()
         for flag, source in inputs.items():
             if _is_or_contains(source, path):

@@ -28,6 +28,7 @@ from relevance_nerf2nerf.diffusion.crop import CropSettings, crop_boxes
 from relevance_nerf2nerf.diffusion.images import crop, pad_to_multiple
 from relevance_nerf2nerf.diffusion.ip2p import DEFAULT_MODEL, MemoryOptions, oom_advice
 from relevance_nerf2nerf.diffusion.relevance import (
+    check_iqr_ratio,
     compute_relevance,
     postprocess,
     relevance_from_noise,
@@ -83,7 +84,7 @@ def validate_edit_settings(
     _check_range("image guidance (s_I)", image_guidance, 0.0, 100.0)
     _check_range("start noise level", start_noise, 0.0, 1.0, low_open=True)
     _check_range("t_rel", t_rel, 0.0, 1.0, low_open=True)
-    _check_range("IQR ratio", iqr_ratio, 0.0, math.inf)
+    check_iqr_ratio(iqr_ratio)
     if not 1 <= num_steps <= 1000:
         raise InvalidInputError(f"number of denoising steps must be in [1, 1000], got {num_steps}")
     if num_draws < 1:

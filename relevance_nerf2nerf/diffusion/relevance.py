@@ -19,15 +19,16 @@ SCENE_IQR_RATIO = 2.0
 """IQR ratio of the scene pipeline's per-view maps: the authors' scene code uses 2 (paper's 2D maps: 1.5)."""
 
 
-def check_scene_iqr_ratio(ratio: float, flag: str) -> None:
-    """Refuse a scene relevance IQR ratio that is not a positive finite number, in one line naming ``flag``.
+def check_iqr_ratio(ratio: float, name: str = "IQR ratio") -> None:
+    """Refuse a relevance IQR ratio that is not a positive finite number, in one line naming ``name``: the
+    one rule for 2D edits and scenes (at 0 every value above the upper quartile would saturate to 1).
 
     Args:
         ratio (float): the outlier fence r of eq. 3.
-        flag (str): the command-line flag that set it, e.g. ``--pipeline.relevance-iqr-ratio``.
+        name (str, default "IQR ratio"): what set it, e.g. the flag ``--pipeline.relevance-iqr-ratio``.
     """
     if not 0.0 < ratio < float("inf"):
-        raise InvalidInputError(f"{flag} must be a positive number, got {ratio}")
+        raise InvalidInputError(f"{name} must be a positive number, got {ratio}")
 
 
 def relevance_from_noise(preds: NoisePredictions) -> torch.Tensor:

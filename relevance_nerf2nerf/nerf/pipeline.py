@@ -34,7 +34,7 @@ from rich.progress import track
 from torch import Tensor
 
 from relevance_nerf2nerf.diffusion.crop import CropSettings
-from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO, check_scene_iqr_ratio
+from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO, check_iqr_ratio
 from relevance_nerf2nerf.errors import InvalidInputError
 from relevance_nerf2nerf.nerf.checkpoints import (
     allow_numpy_in_checkpoints,
@@ -131,7 +131,7 @@ class RelevanceNerf2NerfPipelineConfig(VanillaPipelineConfig):
             raise InvalidInputError("--pipeline.edit-every and --pipeline.edit-steps must be at least 1")
         if self.text_guidance < 0 or self.image_guidance < 0:
             raise InvalidInputError("guidance scales must be non-negative")
-        check_scene_iqr_ratio(self.relevance_iqr_ratio, "--pipeline.relevance-iqr-ratio")
+        check_iqr_ratio(self.relevance_iqr_ratio, "--pipeline.relevance-iqr-ratio")
         if self.views_per_update < 1:
             raise InvalidInputError(f"--pipeline.views-per-update must be >= 1, got {self.views_per_update}")
         CropSettings(margin=self.crop_margin, min_size=self.crop_min_size)

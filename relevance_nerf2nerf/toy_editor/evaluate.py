@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR, TOY_EDITOR_IQR_RATIO
 from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO, postprocess, raw_relevance, upsample
-from relevance_nerf2nerf.errors import InvalidInputError, check_output_dir, report_uncaught_errors_as_one_line
+from relevance_nerf2nerf.errors import check_output_file, report_uncaught_errors_as_one_line
 from relevance_nerf2nerf.evaluation.metrics import iou, mean_colour, nearest_colour, psnr_outside
 from relevance_nerf2nerf.evaluation.outputs import write_all
 from relevance_nerf2nerf.scenes.render import cast
@@ -403,9 +403,7 @@ def main() -> None:
             output: JSON file for the figures (replaced whole if it exists; its folder is created).
         """
         if output is not None:  # before the minutes of work: a folder, or a place nothing can be written
-            if output.is_dir():
-                raise InvalidInputError(f"--output {output} is a directory: name a JSON file")
-            check_output_dir(output.parent, "--output's folder")
+            check_output_file(output, "--output")
         settings = dict(num_samples=num_samples, seed=seed, num_steps=num_steps, text_guidance=text_guidance,
                         image_guidance=image_guidance, t_rel=t_rel, iqr_ratios=iqr_ratios)  # fmt: skip
         if compare_with is not None:

@@ -87,6 +87,9 @@ class TrainConfig:
     drop_both: float = 0.05
     identity_fraction: float = 0.5  # of empty-text samples, the share whose target is the unedited source
     t_rel_fraction: float = 0.15  # share of timesteps drawn around t_rel = 0.8
+    ema_decay: float = 0.0
+    """0: save the trained weights; > 0: save diffusers' ``EMAModel`` average of the UNet and text encoder
+    weights with this decay (its warm-up (1 + n) / (10 + n) caps the decay early on), at checkpoints too."""
     # evaluation (held-out scenes, public loader)
     eval_samples: int = 24
     log_name: str = "training_log.txt"
@@ -184,6 +187,7 @@ def sample_timesteps(n: int, cfg: TrainConfig, num_train: int, gen: torch.Genera
 
 def train(cfg: TrainConfig) -> dict:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers.training_utils import EMAModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from relevance_nerf2nerf.diffusion.tiny import DEFAULT_WORDS, build_instruct_pix2pix, save_pipeline
@@ -270,6 +274,18 @@ def train(cfg: TrainConfig) -> dict:
 
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+    ema = EMAModel(params, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
+
+    def save() -> None:
+        """Save the pipeline, with the EMA weights in place of the trained ones when ``ema_decay`` > 0."""
+        if ema is None:
+            save_pipeline(output_dir, components)
+            return
+        ema.store(params)
+        ema.copy_to(params)
+        save_pipeline(output_dir, components)
+        ema.restore(params)
+
     unet.train()
     text_encoder.train()
     source_z = cond * scaling
@@ -313,6 +329,8 @@ def train(cfg: TrainConfig) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimiser.step()
+        if ema is not None:
+            ema.step(params)
         return loss.item()
 
     total = cfg.unet_steps
@@ -332,14 +350,14 @@ def train(cfg: TrainConfig) -> dict:
             window = losses[-50:]
             progress.update(task, advance=1, info=f"loss {sum(window) / len(window):.4f}")
             if step % cfg.checkpoint_every == 0 and step != total:
-                save_pipeline(output_dir, components)
+                save()
                 log(f"checkpoint saved at step {step}")
             if step % 200 == 0 or step == total:
                 average, seconds = sum(window) / len(window), time.perf_counter() - t0
                 log(f"editor step {step}/{total}: loss(avg50) {average:.4f} ({seconds:.0f}s)")
     log(f"editor training: {step} steps in {time.perf_counter() - t0:.0f}s")
 
-    save_pipeline(output_dir, components)
+    save()
     size_mb = sum(p.stat().st_size for p in output_dir.rglob("*") if p.is_file()) / 2**20
     log(f"saved to {output_dir} ({size_mb:.1f} MiB)")
     summary = {
