@@ -33,7 +33,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -71,6 +71,9 @@ class Args:
     """A TRAINED CLIP (hub id or local folder) for CLIP directional similarity; none: 'unavailable'."""
     editor_model: str | None = None
     """Editor weights (default: the bundled toy editor)."""
+    relevance_iqr_ratio: float | None = None
+    """IQR ratio of the scene relevance maps; default: relevance-demo's for the editor (toy editor 3, else 2).
+    The edit runs also take relevance-demo's learning-rate schedule (decay over the edit's iterations)."""
     seed: int = 0
     """Seed of the editing pipelines and the 2D edits."""
     threads: int = 1
@@ -107,15 +110,27 @@ def pick_scenes(num_scenes: int) -> list[tuple[int, str, str, str]]:
     return picked
 
 
-def _trainer_config(base, scene: Path, output: Path, name: str, iterations: int):
+def _trainer_config(base, scene: Path, output: Path, name: str, iterations: int, flags: tuple[str, ...] = ()):
+    """In-process nerfstudio config of one run; ``flags`` are ns-train flags applied on top (as tyro does)."""
     from relevance_nerf2nerf.nerf.trainer import in_process_config
 
     config = in_process_config(base, scene, output, "bench", name, iterations)
+    if flags:
+        config = tyro.cli(type(config), args=list(flags), default=config)
     config.steps_per_save = 10**6  # the final checkpoint only
     # exact poses and constant lighting, as relevance-demo trains generated scenes (its EXACT_CAPTURE_ARGS)
     config.pipeline.model.camera_optimizer.mode = "off"
     config.pipeline.model.use_appearance_embedding = False
     return config
+
+
+def edit_stage_flags(args: Args) -> tuple[str, ...]:
+    """ns-train flags that make every edit run edit as relevance-demo's edit stage does: learning rates
+    decaying over the run's own iterations, and the resolved relevance IQR ratio."""
+    from relevance_nerf2nerf.cli.demo import edit_schedule_args
+
+    ratio = ("--pipeline.relevance-iqr-ratio", str(args.relevance_iqr_ratio))
+    return (*edit_schedule_args(args.edit_iterations), *ratio)
 
 
 def _train(config, editor=None):
@@ -214,7 +229,7 @@ def run_scene(args: Args, scene_seed: int, shape: str, old: str, new: str, edito
         start = time.perf_counter()
         timestamp = f"tau{tau:g}" + ("-crop" if crop else "")
         config = _trainer_config(relevance_nerf2nerf_tiny.config, info.output_dir, runs, timestamp,
-                                 args.edit_iterations)  # fmt: skip
+                                 args.edit_iterations, edit_stage_flags(args))  # fmt: skip
         pipeline_config = config.pipeline
         pipeline_config.base_checkpoint = Path(base.base_dir)
         pipeline_config.instruction = instruction
@@ -279,7 +294,9 @@ def summarise(scenes: list[dict]) -> dict:
 
 def main(args: Args) -> None:
     from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
+    from relevance_nerf2nerf.cli.demo import default_iqr_ratio
     from relevance_nerf2nerf.diffusion.editor import load_editor
+    from relevance_nerf2nerf.diffusion.relevance import check_iqr_ratio
 
     sized = {
         k: getattr(args, k)
@@ -299,6 +316,9 @@ def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
     scenes_to_run = pick_scenes(args.num_scenes)
     editor_model = args.editor_model or str(TOY_EDITOR_DIR)
+    if args.relevance_iqr_ratio is None:
+        args = replace(args, relevance_iqr_ratio=default_iqr_ratio(editor_model))
+    check_iqr_ratio(args.relevance_iqr_ratio, "--relevance-iqr-ratio")
     editor = load_editor(editor_model)
     clip = None
     if args.clip_model is not None:

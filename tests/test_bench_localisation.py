@@ -49,3 +49,16 @@ def test_summary_means_over_scenes_and_pools_every_non_target_object(bench):
     assert summary["ours tau=0.5"]["relevance_field_iou_tau0.5"] == pytest.approx(0.4)
     assert summary["ours tau=0.5"]["clip_directional_similarity"] == "unavailable"
     assert summary["2D relevance maps"]["relevance_iou_tau0.5"] == pytest.approx(0.3)
+
+
+def test_edit_runs_take_the_demos_schedule_and_iqr_ratio(bench, tmp_path):
+    """Each edit run's config: learning rates decaying over its own iterations, the resolved IQR ratio."""
+    from method_configs.relevance_nerf2nerf import relevance_nerf2nerf_tiny
+
+    args = bench.Args(edit_iterations=37, relevance_iqr_ratio=2.5).resolved()
+    config = bench._trainer_config(relevance_nerf2nerf_tiny.config, tmp_path, tmp_path, "run", 37,
+                                   bench.edit_stage_flags(args))  # fmt: skip
+    assert config.max_num_iterations == 37 and config.pipeline.relevance_iqr_ratio == 2.5
+    for group in ("fields", "proposal_networks", "relevance"):
+        assert config.optimizers[group]["scheduler"].max_steps == 37
+    assert relevance_nerf2nerf_tiny.config.optimizers["fields"]["scheduler"].max_steps != 37  # preset kept

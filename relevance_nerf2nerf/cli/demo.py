@@ -245,11 +245,21 @@ def validate(command: DemoCommand) -> None:
     check_output_dir(command.output_dir, "--output-dir")
 
 
+def default_iqr_ratio(editor_model: str) -> float:
+    """The scene relevance IQR ratio for an editor: the bundled toy editor's own (``TOY_EDITOR_IQR_RATIO``),
+    else the scene pipeline's (``SCENE_IQR_RATIO``, the authors' value for IP2P).
+
+    Args:
+        editor_model (str): hub id or folder of the editor.
+    """
+    return TOY_EDITOR_IQR_RATIO if editor_model == str(TOY_EDITOR_DIR) else SCENE_IQR_RATIO
+
+
 def edit_iqr_ratio(command: DemoCommand) -> float:
     """The edit stage's relevance IQR ratio: ``--relevance-iqr-ratio``, else the default for the editor."""
     if command.relevance_iqr_ratio is not None:
         return command.relevance_iqr_ratio
-    return TOY_EDITOR_IQR_RATIO if command.editor_model == str(TOY_EDITOR_DIR) else SCENE_IQR_RATIO
+    return default_iqr_ratio(command.editor_model)
 
 
 def new_run_dir(output_dir: Path) -> Path:
