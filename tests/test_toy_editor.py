@@ -114,7 +114,7 @@ def test_compare_editors_pairs_samples_and_noise(editor):
     assert figures["relevance_specificity"]["old"] == figures["relevance_specificity"]["new"]
     at_ratio = figures["relevance_specificity_at_iqr_ratio"]
     assert at_ratio["old"] == at_ratio["new"]
-    assert list(at_ratio["new"]) == [f"{ratio:g}" for ratio in SPECIFICITY_IQR_RATIOS] == ["2", "3"]
+    assert list(at_ratio["new"]) == [f"{ratio:g}" for ratio in SPECIFICITY_IQR_RATIOS] == ["2", "3.5"]
     rows = edit_scores(editor, held_out_samples(2, seed=3), 0.5, seed=3)
     expected = sum(r["colour_error"] for r in rows) / 2
     assert figures["relevance_tau0.5"]["old"]["colour_error"] == pytest.approx(expected, abs=1e-7)
