@@ -171,3 +171,16 @@ def test_training_with_ema_saves_the_average_and_trains_on_unchanged(tmp_path):
     name = "conv_in.weight"
     moved, lag = (plain_unet[name] - start[name]).norm(), (ema_unet[name] - plain_unet[name]).norm()
     assert moved > 0 and 0 < lag < moved  # the average trails the trained weights, between them and the start
+
+
+def test_specificity_targets_met_reads_each_goal_in_its_direction():
+    """Issue 8's goals: the target's relevance and the mask IoU from below, the others' and background's from
+    above; a figure exactly on its bound meets it."""
+    from relevance_nerf2nerf.toy_editor.evaluate import specificity_targets_met
+
+    on_bounds = {"target": 0.85, "non_target": 0.35, "background": 0.25, "mask_iou": 0.5, "non_target_max": 1}
+    goals = ("target", "non_target", "background", "mask_iou")
+    assert specificity_targets_met(on_bounds) == dict.fromkeys(goals, True)
+    set_0 = {"target": 0.863, "non_target": 0.358, "background": 0.211, "mask_iou": 0.464}
+    assert specificity_targets_met(set_0) == {"target": True, "non_target": False, "background": True,
+                                              "mask_iou": False}  # fmt: skip

@@ -189,6 +189,20 @@ def relevance_specificity(
     )
 
 
+SPECIFICITY_TARGETS: dict[str, tuple[str, float]] = {
+    "target": (">=", 0.85), "non_target": ("<=", 0.35), "background": ("<=", 0.25), "mask_iou": (">=", 0.5),
+}  # fmt: skip
+"""Issue 8's goals for :func:`score_specificity`'s figures: key -> (comparison, bound)."""
+
+
+def specificity_targets_met(metrics: dict[str, float]) -> dict[str, bool]:
+    """Which of :data:`SPECIFICITY_TARGETS` the figures of :func:`score_specificity` meet, by key."""
+    return {
+        key: metrics[key] >= bound if op == ">=" else metrics[key] <= bound
+        for key, (op, bound) in SPECIFICITY_TARGETS.items()
+    }
+
+
 def specificity_at_iqr_ratios(
     raw_maps: list[torch.Tensor], samples: list[HeldOutSample], iqr_ratios: tuple[float, ...]
 ) -> dict[str, dict[str, float]]:
@@ -374,6 +388,9 @@ def evaluate_editor(
     at_ratio = specificity_at_iqr_ratios(raw_maps, specificity_set, iqr_ratios)
     results["relevance_specificity_at_iqr_ratio"] = at_ratio
     log(f"relevance specificity per IQR ratio: {json.dumps(results['relevance_specificity_at_iqr_ratio'])}")
+    met = {ratio: specificity_targets_met(figures) for ratio, figures in at_ratio.items()}
+    results["specificity_targets_met_at_iqr_ratio"] = met
+    log(f"issue 8's targets met per IQR ratio: {json.dumps(met)}")
     return results
 
 
