@@ -72,8 +72,9 @@ class Args:
     editor_model: str | None = None
     """Editor weights (default: the bundled toy editor)."""
     relevance_iqr_ratio: float | None = None
-    """IQR ratio of the scene relevance maps; default: relevance-demo's for the editor (toy editor 3, else 2).
-    The edit runs also take relevance-demo's learning-rate schedule (decay over the edit's iterations)."""
+    """IQR ratio of the scene relevance maps; default: relevance-demo's for the editor (TOY_EDITOR_IQR_RATIO
+    with the toy editor, else SCENE_IQR_RATIO). The edit runs also take relevance-demo's learning-rate
+    schedule (decay over the edit's iterations)."""
     seed: int = 0
     """Seed of the editing pipelines and the 2D edits."""
     threads: int = 1

@@ -34,7 +34,8 @@ def test_instruction_must_name_an_object_of_the_scene():
 
 
 def test_edit_iqr_ratio_defaults_to_the_editors_own():
-    """3 with the bundled toy editor, the pipeline's 2 with any other, and always what the user passed."""
+    """TOY_EDITOR_IQR_RATIO with the bundled toy editor, the pipeline's 2 with any other, and always what the
+    user passed."""
     assert edit_iqr_ratio(DemoCommand()) == TOY_EDITOR_IQR_RATIO == 3.5
     assert edit_iqr_ratio(DemoCommand(editor_model="timbrooks/instruct-pix2pix")) == SCENE_IQR_RATIO == 2.0
     assert edit_iqr_ratio(DemoCommand(relevance_iqr_ratio=1.5)) == 1.5

@@ -109,8 +109,8 @@ class DemoCommand:
     image_guidance: float = 1.5
     """s_I."""
     relevance_iqr_ratio: float | None = None
-    """IQR ratio of each view's relevance map (--pipeline.relevance-iqr-ratio of the edit stage). Default: 3
-    with the bundled toy editor (TOY_EDITOR_IQR_RATIO, the best measured for it on held-out scenes), else the
+    """IQR ratio of each view's relevance map (--pipeline.relevance-iqr-ratio of the edit stage). Default: 3.5
+    with the bundled toy editor (TOY_EDITOR_IQR_RATIO, chosen for it on validation scenes), else the
     pipeline's own 2 (SCENE_IQR_RATIO, the authors' value for the real InstructPix2Pix)."""
     seed: int = 0
     """Seed of the editing pipeline (view order, noise levels, diffusion noise)."""

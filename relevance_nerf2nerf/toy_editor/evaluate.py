@@ -416,7 +416,7 @@ def main() -> None:
                 the same noise and settings by both and report the paired differences (``compare_editors``).
             t_rel: noise level of the relevance maps.
             iqr_ratios: IQR ratios at which relevance specificity is reported besides the paper's 1.5
-                (default: the scene pipeline's 2 and the demo's 3 for this editor).
+                (default: the scene pipeline's SCENE_IQR_RATIO and the demo's TOY_EDITOR_IQR_RATIO).
             output: JSON file for the figures (replaced whole if it exists; its folder is created).
         """
         if output is not None:  # before the minutes of work: a folder, or a place nothing can be written
