@@ -103,7 +103,7 @@ class Args:
 
 def _config(variant: str, scene: Path, output: Path, iterations: int):
     from method_configs.relevance_nerf2nerf import nerfacto_tiny
-    from relevance_nerf2nerf.nerf.trainer import in_process_config
+    from relevance_nerf2nerf._testing import in_process_config
 
     config = in_process_config(nerfacto_tiny.config, scene, output, "bench", variant, iterations)
     config.steps_per_save = 10**9
@@ -116,7 +116,7 @@ def _config(variant: str, scene: Path, output: Path, iterations: int):
 def _train(config, progress: Progress, description: str):
     from nerfstudio.engine.trainer import Trainer
 
-    from relevance_nerf2nerf.nerf.trainer import release_event_writers
+    from relevance_nerf2nerf._testing import release_event_writers
 
     task = progress.add_task(description, total=config.max_num_iterations)
 

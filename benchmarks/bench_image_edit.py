@@ -35,7 +35,7 @@ from rich.table import Table
 
 from relevance_nerf2nerf.diffusion.editor import RelevanceEditor
 from relevance_nerf2nerf.diffusion.ip2p import InstructPix2PixBackend, resolve_device
-from relevance_nerf2nerf.diffusion.tiny import build_components
+from relevance_nerf2nerf.toy_editor.build import build_components
 
 RESULTS = Path(__file__).parent / "results" / "image_edit.json"
 

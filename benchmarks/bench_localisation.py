@@ -113,7 +113,7 @@ def pick_scenes(num_scenes: int) -> list[tuple[int, str, str, str]]:
 
 def _trainer_config(base, scene: Path, output: Path, name: str, iterations: int, flags: tuple[str, ...] = ()):
     """In-process nerfstudio config of one run; ``flags`` are ns-train flags applied on top (as tyro does)."""
-    from relevance_nerf2nerf.nerf.trainer import in_process_config
+    from relevance_nerf2nerf._testing import in_process_config
 
     config = in_process_config(base, scene, output, "bench", name, iterations)
     if flags:
@@ -137,7 +137,7 @@ def edit_stage_flags(args: Args) -> tuple[str, ...]:
 def _train(config, editor=None):
     from nerfstudio.engine.trainer import Trainer
 
-    from relevance_nerf2nerf.nerf.trainer import release_event_writers
+    from relevance_nerf2nerf._testing import release_event_writers
 
     torch.manual_seed(0)
     trainer = Trainer(config, local_rank=0, world_size=1)

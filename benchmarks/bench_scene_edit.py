@@ -92,7 +92,7 @@ def _plain_nerfacto(pipeline, device: str):
     """nerfstudio's NerfactoModel with the same settings (LPIPS skipped: offline)."""
     from nerfstudio.models.nerfacto import NerfactoModelConfig
 
-    from relevance_nerf2nerf.nerf.model import nerfacto_without_lpips
+    from relevance_nerf2nerf.nerf.nerfacto_model import nerfacto_without_lpips
 
     source = pipeline.model.config
     names = [f.name for f in fields(NerfactoModelConfig) if f.name != "_target"]
@@ -164,7 +164,7 @@ def bench_iterations(pipeline, args: Args, device: str) -> dict:
 def _editor(args: Args, device: str, workdir: Path):
     if not args.gpu:
         from relevance_nerf2nerf.diffusion.editor import load_editor
-        from relevance_nerf2nerf.diffusion.tiny import build_instruct_pix2pix
+        from relevance_nerf2nerf.toy_editor.build import build_instruct_pix2pix
 
         return load_editor(build_instruct_pix2pix(workdir / "tiny-ip2p", seed=0), device=device), "tiny IP2P"
     sys.path.insert(0, str(Path(__file__).parent))

@@ -152,7 +152,7 @@ def validate(args: Args) -> None:
     """
     from relevance_nerf2nerf.diffusion.editor import validate_edit_settings
     from relevance_nerf2nerf.diffusion.ip2p import resolve_device
-    from relevance_nerf2nerf.evaluation.outputs import check_new_output_dir
+    from relevance_nerf2nerf.outputs import check_new_output_dir
 
     if not (args.data / "transforms.json").is_file():
         raise InvalidInputError(
@@ -205,7 +205,7 @@ def validate(args: Args) -> None:
 def _trainer_config(args: Args, method: str, runs: Path, label: str, iterations: int):
     from nerfstudio.configs.method_configs import all_methods
 
-    from relevance_nerf2nerf.nerf.trainer import in_process_config
+    from relevance_nerf2nerf._testing import in_process_config
 
     config = in_process_config(
         all_methods[method], args.data.resolve(), runs, args.data.name, label, iterations
@@ -245,7 +245,7 @@ def train(config, log: Path, progress, seed: int, editor=None):
     """
     from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 
-    from relevance_nerf2nerf.nerf.trainer import release_event_writers
+    from relevance_nerf2nerf._testing import release_event_writers
 
     task = progress.add_task(f"  {config.method_name} iterations", total=config.max_num_iterations)
     random.seed(seed)
@@ -351,9 +351,9 @@ def run(args: Args) -> dict:
 
     from relevance_nerf2nerf.diffusion.editor import load_editor
     from relevance_nerf2nerf.evaluation.clip import ClipEmbedder
-    from relevance_nerf2nerf.evaluation.outputs import staged_output_dir
     from relevance_nerf2nerf.evaluation.render import render_dataset
     from relevance_nerf2nerf.evaluation.sheets import contact_sheet, heatmaps, rgb_rows
+    from relevance_nerf2nerf.outputs import staged_output_dir
 
     validate(args)
     editor = load_editor(args.editor_model, device=args.device, precision=args.editor_precision)

@@ -30,8 +30,9 @@ from nerfstudio.utils.writer import EventName
 from relevance_nerf2nerf.errors import report_uncaught_errors_as_one_line
 from relevance_nerf2nerf.nerf.checkpoints import allow_numpy_in_checkpoints
 from relevance_nerf2nerf.nerf.datamanager import RelevanceDataManagerConfig
-from relevance_nerf2nerf.nerf.model import RELEVANCE_PARAM_GROUP, RelevanceNerfactoModelConfig
+from relevance_nerf2nerf.nerf.nerfacto_model import RelevanceNerfactoModelConfig
 from relevance_nerf2nerf.nerf.pipeline import RelevanceNerf2NerfPipelineConfig
+from relevance_nerf2nerf.nerf.relevance import RELEVANCE_PARAM_GROUP
 from relevance_nerf2nerf.nerf.trainer import RelevanceTrainerConfig
 
 allow_numpy_in_checkpoints()

@@ -41,7 +41,7 @@ def no_stale_event_writers():
     ``nerf.trainer.release_event_writers``), so no later run logs into a folder a test has removed."""
     yield
     if "nerfstudio.utils.writer" in sys.modules:
-        from relevance_nerf2nerf.nerf.trainer import release_event_writers
+        from relevance_nerf2nerf._testing import release_event_writers
 
         release_event_writers()
 
@@ -49,7 +49,7 @@ def no_stale_event_writers():
 @pytest.fixture(scope="session")
 def tiny_ip2p_dir(tmp_path_factory):
     """A tiny random-weight InstructPix2Pix in diffusers format (save_pretrained), built once per session."""
-    from relevance_nerf2nerf.diffusion.tiny import build_instruct_pix2pix
+    from relevance_nerf2nerf.toy_editor.build import build_instruct_pix2pix
 
     return build_instruct_pix2pix(tmp_path_factory.mktemp("tiny_ip2p"), seed=0)
 
@@ -60,7 +60,7 @@ def tiny_clip_dir(tmp_path_factory):
     It measures nothing: it only exercises the CLIP code path offline."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-    from relevance_nerf2nerf.diffusion.tiny import (
+    from relevance_nerf2nerf.toy_editor.build import (
         DEFAULT_WORDS,
         SPECIAL_END,
         SPECIAL_START,

@@ -12,8 +12,8 @@ from relevance_nerf2nerf.diffusion.backend import NoisePredictions
 from relevance_nerf2nerf.diffusion.editor import RelevanceEditor, load_editor
 from relevance_nerf2nerf.diffusion.ip2p import oom_advice
 from relevance_nerf2nerf.diffusion.sampler import add_noise, ddim_timesteps, level_to_timestep
-from relevance_nerf2nerf.diffusion.tiny import DEFAULT_WORDS, build_instruct_pix2pix
 from relevance_nerf2nerf.errors import InvalidInputError, ModelNotFoundError, RelevanceError
+from relevance_nerf2nerf.toy_editor.build import DEFAULT_WORDS, build_instruct_pix2pix
 
 INSTRUCTION = "make the ball blue"
 

@@ -202,8 +202,8 @@ def test_validator_accepts_exactly_what_ip2p_can_run():
     """The settings validator's upper bound is IP2P's num_train_timesteps (1000): its grid is valid."""
     from relevance_nerf2nerf.diffusion.editor import validate_edit_settings
     from relevance_nerf2nerf.diffusion.sampler import ddim_timesteps
-    from relevance_nerf2nerf.diffusion.tiny import SD_SCHEDULER_CONFIG
     from relevance_nerf2nerf.errors import InvalidInputError
+    from relevance_nerf2nerf.toy_editor.build import SD_SCHEDULER_CONFIG
 
     validate_edit_settings("x", num_steps=1000)
     with pytest.raises(InvalidInputError):

@@ -17,7 +17,7 @@ from PIL import Image
 pytest.importorskip("nerfstudio")
 
 from method_configs.relevance_nerf2nerf import nerfacto_tiny, relevance_nerf2nerf_tiny  # noqa: E402
-from relevance_nerf2nerf.nerf.checkpoints import (  # noqa: E402
+from relevance_nerf2nerf.nerf.export import (  # noqa: E402
     _transforms_from_cameras,
     export_edited_dataset,
 )

@@ -21,10 +21,10 @@ from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataPars
 from nerfstudio.engine.trainer import Trainer, TrainerConfig  # noqa: E402
 
 from method_configs.relevance_nerf2nerf import nerfacto_tiny, relevance_nerf2nerf_tiny  # noqa: E402
+from relevance_nerf2nerf._testing import in_process_config  # noqa: E402
 from relevance_nerf2nerf.nerf.checkpoints import load_base_checkpoint, resolve_checkpoint  # noqa: E402
-from relevance_nerf2nerf.nerf.model import RELEVANCE_TARGET, RELEVANCE_VALID, masked_mse  # noqa: E402
 from relevance_nerf2nerf.nerf.pipeline import RelevanceNerf2NerfPipeline  # noqa: E402
-from relevance_nerf2nerf.nerf.trainer import in_process_config  # noqa: E402
+from relevance_nerf2nerf.nerf.relevance import RELEVANCE_TARGET, RELEVANCE_VALID, masked_mse  # noqa: E402
 
 OBJECT = "cube"  # the planted object the double recolours (seed 0 scene: a red cube)
 INSTRUCTION = "make the cube blue"

@@ -40,9 +40,10 @@ import tyro
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR, TOY_EDITOR_IQR_RATIO
 from relevance_nerf2nerf.diffusion.images import MAX_MEGAPIXELS, check_megapixels
 from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO, check_iqr_ratio
-from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError, check_output_dir
+from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError
 from relevance_nerf2nerf.evaluation.ground_truth import ground_truth_metrics, load_ground_truth, target_of
 from relevance_nerf2nerf.evaluation.sheets import contact_sheet, heatmaps, rgb_rows, save_gif
+from relevance_nerf2nerf.outputs import check_output_dir
 from relevance_nerf2nerf.scenes.spec import random_scene_spec, ring_cameras
 
 _STEP = re.compile(r"(\d+)\s+\(\s*(\d+(?:\.\d+)?)%\)")

@@ -24,8 +24,8 @@ from typing import Literal
 import tyro
 
 from relevance_nerf2nerf.diffusion.ip2p import DEFAULT_MODEL
-from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError, check_output_file
-from relevance_nerf2nerf.evaluation.outputs import write_all
+from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError
+from relevance_nerf2nerf.outputs import check_output_file, write_all
 
 
 @dataclass

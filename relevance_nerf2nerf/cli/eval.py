@@ -37,7 +37,7 @@ import tyro
 from relevance_nerf2nerf.diffusion.ip2p import DEFAULT_MODEL
 from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError
 from relevance_nerf2nerf.evaluation.clip import DEFAULT_CLIP
-from relevance_nerf2nerf.evaluation.outputs import check_new_output_dir, staged_output_dir
+from relevance_nerf2nerf.outputs import check_new_output_dir, staged_output_dir
 
 RECORD_FIELDS = ("image", "instruction", "input_caption", "output_caption")
 NO_CLIP = "none"

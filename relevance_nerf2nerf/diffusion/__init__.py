@@ -5,7 +5,6 @@ Never imports nerfstudio; diffusers and transformers are imported only when a mo
 
 from relevance_nerf2nerf.diffusion.backend import EditorBackend, NoisePredictions
 from relevance_nerf2nerf.diffusion.editor import EditResult, RelevanceEditor, RelevanceResult, load_editor
-from relevance_nerf2nerf.diffusion.tiny import build_instruct_pix2pix
 
 __all__ = [
     "EditorBackend",
@@ -14,5 +13,4 @@ __all__ = [
     "RelevanceEditor",
     "RelevanceResult",
     "load_editor",
-    "build_instruct_pix2pix",
 ]

@@ -39,14 +39,14 @@ from relevance_nerf2nerf.errors import InvalidInputError
 from relevance_nerf2nerf.nerf.checkpoints import (
     allow_numpy_in_checkpoints,
     check_view_count,
-    export_edited_dataset,
     load_base_checkpoint,
     model_state,
     report_keys,
 )
 from relevance_nerf2nerf.nerf.datamanager import RelevanceDataManager, RelevanceDataManagerConfig
-from relevance_nerf2nerf.nerf.field import RELEVANCE
-from relevance_nerf2nerf.nerf.model import RelevanceNerfactoModel, RelevanceNerfactoModelConfig
+from relevance_nerf2nerf.nerf.export import export_edited_dataset
+from relevance_nerf2nerf.nerf.nerfacto_model import RelevanceNerfactoModel, RelevanceNerfactoModelConfig
+from relevance_nerf2nerf.nerf.relevance import RELEVANCE
 
 allow_numpy_in_checkpoints()  # ns-render / ns-viewer / ns-eval import this module when loading our configs
 

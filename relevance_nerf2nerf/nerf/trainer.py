@@ -19,7 +19,6 @@ accepted as the base of an edit through ``--load-dir`` (the Instruct-NeRF2NeRF h
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from relevance_nerf2nerf.nerf.checkpoints import (
     load_checkpoint_file,
     resolve_checkpoint,
 )
+from relevance_nerf2nerf.outputs import atomic_write
 
 PLAN_KEY = "relevance_nerf2nerf_plan"
 """Checkpoint entry holding the run's plan: ``{"total_iterations": N}``."""
@@ -171,56 +171,11 @@ class RelevanceTrainer(Trainer):
             PLAN_KEY: {"total_iterations": self.total_iterations},
         }
         try:
-            torch.save(state, staging / name)
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / name, checkpoint_dir / name)  # atomic on one file system
+            atomic_write(checkpoint_dir / name, lambda temporary: torch.save(state, temporary), staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         if self.config.save_only_latest_checkpoint:
             for old in checkpoint_dir.glob("*.ckpt"):
                 if old.name != name:
                     old.unlink()
-
-
-def release_event_writers() -> None:
-    """Close and forget nerfstudio's event writers (``nerfstudio.utils.writer.EVENT_WRITERS``).
-
-    Every ``Trainer.setup`` appends its writers to that module-level list and nothing removes them, so in a
-    process that trains several runs (benchmarks, tests, ``benchmarks/real_scene_table1.py``) each later run
-    also logs into every earlier run's tensorboard folder, and fails once such a folder has been moved or
-    deleted. Call it after each training started from Python.
-    """
-    from nerfstudio.utils import writer
-
-    for event_writer in writer.EVENT_WRITERS:
-        summary_writer = getattr(event_writer, "tb_writer", None)
-        if summary_writer is not None:
-            summary_writer.close()
-    writer.EVENT_WRITERS.clear()
-
-
-def in_process_config(
-    base: TrainerConfig, data: Path, output: Path, experiment: str, timestamp: str, iterations: int
-) -> TrainerConfig:
-    """A copy of ``base`` for a short run started from Python (tests, benchmarks): tensorboard instead of the
-    viewer, a fixed run folder ``output/experiment/<method>/timestamp``, ``iterations`` steps, no evaluation.
-
-    Args:
-        base (TrainerConfig): a method's config, e.g. ``nerfacto_tiny.config`` (deep-copied, not changed).
-        data (Path): the dataset folder.
-        output (Path): ``--output-dir``.
-        experiment (str): ``--experiment-name``.
-        timestamp (str): ``--timestamp``, the run folder's name.
-        iterations (int): ``--max-num-iterations``.
-    """
-    import copy
-
-    config = copy.deepcopy(base)
-    config.vis = "tensorboard"
-    config.output_dir = output
-    config.experiment_name = experiment
-    config.timestamp = timestamp
-    config.max_num_iterations = iterations
-    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**9
-    config.pipeline.datamanager.data = data
-    return config

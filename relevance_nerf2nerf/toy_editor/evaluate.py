@@ -24,9 +24,9 @@ import torch.nn.functional as F
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR, TOY_EDITOR_IQR_RATIO
 from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO, postprocess, raw_relevance, upsample
-from relevance_nerf2nerf.errors import check_output_file, report_uncaught_errors_as_one_line
+from relevance_nerf2nerf.errors import report_uncaught_errors_as_one_line
 from relevance_nerf2nerf.evaluation.metrics import iou, mean_colour, nearest_colour, psnr_outside
-from relevance_nerf2nerf.evaluation.outputs import write_all
+from relevance_nerf2nerf.outputs import check_output_file, write_all
 from relevance_nerf2nerf.scenes.render import cast
 from relevance_nerf2nerf.scenes.spec import COLOURS, random_cameras, random_scene_spec
 from relevance_nerf2nerf.toy_editor.data import HELD_OUT_SEED_OFFSET, confusable_colours, instruction

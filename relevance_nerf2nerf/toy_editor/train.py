@@ -6,7 +6,7 @@
 Recipe (chosen to converge on two CPU cores, where a pixel-space epsilon model did not):
 1. Data: random synthetic scenes from random cameras at 64x64; each view edited by recolouring one named
    object ("make the cone blue" / "turn the cone blue"), see ``data.py``.
-2. The architecture is ``diffusion.tiny.build_instruct_pix2pix`` (IP2P's exact diffusers layout) with a VAE
+2. The architecture is ``build.build_instruct_pix2pix`` (IP2P's exact diffusers layout) with a VAE
    of latent factor 4, first trained alone as an autoencoder (tiny KL weight) and then frozen; its
    ``scaling_factor`` is set so scaled latents have unit variance. Latents are computed once.
 3. The UNet (8 input channels on 16x16x4 latents) and the text encoder learn v-prediction (well conditioned at
@@ -190,7 +190,7 @@ def train(cfg: TrainConfig) -> dict:
     from diffusers.training_utils import EMAModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from relevance_nerf2nerf.diffusion.tiny import DEFAULT_WORDS, build_instruct_pix2pix, save_pipeline
+    from relevance_nerf2nerf.toy_editor.build import DEFAULT_WORDS, build_instruct_pix2pix, save_pipeline
 
     torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)

@@ -1,0 +1,142 @@
+"""Where commands write: output paths checked before any work, and outputs that appear whole or not at all.
+
+Every writer of this project goes through here: :func:`check_output_dir` / :func:`check_output_file` /
+:func:`check_new_output_dir` refuse an unusable destination in one line before anything is computed;
+:func:`atomic_write` writes one file under a temporary name and renames it into place; :func:`write_all`
+does that for a set of files that must change together; :func:`staged_output_dir` builds a whole folder
+beside its destination and renames it into place. Nothing a user already had is replaced by a half-written
+file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from relevance_nerf2nerf.errors import InvalidInputError
+
+
+def check_output_dir(path: Path, flag: str) -> Path:
+    """Raise :class:`InvalidInputError` unless ``path`` is, or can be created as, a writable directory.
+
+    Nothing is created.
+
+    Args:
+        path: the directory a command will write into.
+        flag: the command-line flag that named it (said in the message).
+
+    Returns the absolute path (symlinks resolved).
+    """
+    resolved = Path(path).expanduser().resolve()
+    if resolved.exists() and not resolved.is_dir():
+        raise InvalidInputError(f"{flag} {path} is a file, not a directory: choose a directory")
+    existing = resolved
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidInputError(f"{flag} {path} lies inside the file {existing}: choose a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{flag} {path}: {existing} is not writable: choose a writable directory")
+    return resolved
+
+
+def check_output_file(path: Path, what: str, flag: str = "--output") -> None:
+    """Raise :class:`InvalidInputError` unless a command can write the file ``path``: it is not an existing
+    directory and its folder is, or can be created as, a writable directory (:func:`check_output_dir`).
+
+    Nothing is created.
+
+    Args:
+        path: the file a command will write.
+        what: how the message names it, e.g. ``"the mask output"``.
+        flag (default "--output"): the command-line flag that chose it (said in the message).
+    """
+    if Path(path).expanduser().is_dir():
+        raise InvalidInputError(f"{what} {path} is an existing directory: choose another {flag}")
+    check_output_dir(Path(path).expanduser().parent, f"{flag}'s folder")
+
+
+def atomic_write(path: Path, write: Callable[[Path], object], temporary_dir: Path | None = None) -> Path:
+    """Write one file whole: ``write`` fills a temporary file, which is then renamed onto ``path`` (atomic on
+    one file system); on any error the temporary file is removed and ``path`` is unchanged.
+
+    Args:
+        path (Path): the destination.
+        write (Callable[[Path], object]): writes the content to the path it is given.
+        temporary_dir (Path | None, default None): where the temporary file lives (same file system as
+            ``path``); None: beside ``path`` as a hidden file. Checkpoints use a staging folder, since
+            nerfstudio's loaders read every name in their folder.
+
+    Returns the destination.
+    """
+    path = Path(path)
+    name = f".{path.stem}.{os.getpid()}.partial{path.suffix}"
+    temporary = path.with_name(name) if temporary_dir is None else Path(temporary_dir) / name
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+
+def check_new_output_dir(path: Path, flag: str = "--output-dir") -> None:
+    """Refuse (one line) an output folder that already holds files, a file, or an unwritable place.
+
+    Args:
+        path: the folder the command will create.
+        flag: the option that named it, for the message.
+    """
+    check_output_dir(path, flag)  # not a file, not inside one, writable
+    if path.exists() and any(path.iterdir()):
+        raise InvalidInputError(
+            f"{flag} {path} already exists and is not empty: choose a new folder (nothing is overwritten)"
+        )
+
+
+@contextmanager
+def staged_output_dir(path: Path) -> Iterator[Path]:
+    """Yield a hidden staging folder beside ``path``; on success it is renamed to ``path`` (atomic on one file
+    system), on any error it is removed, so ``path`` appears complete or not at all.
+
+    Args:
+        path: the final output folder (must be new or empty, see :func:`check_new_output_dir`).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.parent / f".{path.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if path.is_dir():
+        path.rmdir()  # empty (checked before the work started)
+    os.replace(staging, path)
+
+
+def write_all(contents: dict[str, Callable[[Path], object]], paths: dict[str, Path]) -> None:
+    """Write every output whole or none: each goes to a temporary name beside its destination, and only
+    when all are written are they renamed into place (a failure removes the temporary files).
+
+    Args:
+        contents: output name -> function writing that output to the path it is given.
+        paths: output name -> destination.
+    """
+    staged: dict[str, Path] = {}
+    try:
+        for name, write in contents.items():
+            target = paths[name]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged[name] = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
+            write(staged[name])
+        for name, temporary in staged.items():
+            os.replace(temporary, paths[name])
+    finally:
+        for temporary in staged.values():
+            temporary.unlink(missing_ok=True)
