@@ -98,7 +98,7 @@ class Args:
     renders_dir: Path | None = None
     """Also write ground truth | render strips (PNG) per run here."""
     threads: int = 1
-    """CPU threads (1 is fastest on a shared 2-core machine)."""
+    """CPU threads (1 is the fastest on a small CPU that other jobs share)."""
 
 
 def _config(variant: str, scene: Path, output: Path, iterations: int):
@@ -160,11 +160,11 @@ def render_views_of(pipeline, num_views: int) -> tuple[torch.Tensor, torch.Tenso
 def _save_strip(path: Path, truth: torch.Tensor, render: torch.Tensor) -> None:
     from PIL import Image
 
-    from relevance_nerf2nerf.scenes.dataset import to_uint8
+    from relevance_nerf2nerf.diffusion.images import to_uint8
 
     rows = [torch.cat(list(images), dim=1) for images in (truth, render)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(torch.cat(rows, dim=0))).save(path)
+    Image.fromarray(to_uint8(torch.cat(rows, dim=0)).cpu().numpy()).save(path)
 
 
 def run(args: Args) -> dict:

@@ -8,7 +8,7 @@
 2. ``batched``: views per second with k = 1, 2, 4 views per UNet call (one generator per view, full frames).
 3. ``memory``: peak memory of one full-frame update without and with ``MemoryOptions.low_memory()``
    (``torch.cuda.max_memory_allocated`` on a GPU, the process RSS on a CPU), and its time.
-4. ``quality`` (``--quality-samples`` > 0): the committed toy editor on held-out generated scenes
+4. ``quality`` (``--quality-samples`` > 0): the bundled toy editor on held-out generated scenes
    (``toy_editor.evaluate.held_out_samples``), full frame vs cropped with the same seeds: colour hit rate,
    colour error, PSNR outside the object, mask IoU with the object, UNet cells and seconds per edit.
 
@@ -40,8 +40,10 @@ from bench_image_edit import BranchCounter, build_editor, peak_memory, timed  # 
 from relevance_nerf2nerf.diffusion.crop import CropSettings, crop_boxes  # noqa: E402
 from relevance_nerf2nerf.diffusion.editor import RelevanceEditor  # noqa: E402
 from relevance_nerf2nerf.diffusion.ip2p import MemoryOptions, resolve_device  # noqa: E402
+from relevance_nerf2nerf.outputs import recorded_path  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "crop.json"
+REPO = Path(__file__).resolve().parent.parent
 INSTRUCTION = "make the ball blue"
 CONSOLE = Console(width=130)
 
@@ -249,7 +251,9 @@ def main(args: Args) -> dict:
         if device.type == "cuda"
         else f"cpu ({torch.get_num_threads()} threads)",
         "torch": torch.__version__,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()},
+        "settings": {
+            k: (recorded_path(v, REPO) if isinstance(v, Path) else v) for k, v in asdict(args).items()
+        },
         "crop_settings": asdict(_crop(args)),
     }
     with torch.inference_mode():

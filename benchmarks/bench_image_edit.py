@@ -35,6 +35,7 @@ from rich.table import Table
 
 from relevance_nerf2nerf.diffusion.editor import RelevanceEditor
 from relevance_nerf2nerf.diffusion.ip2p import InstructPix2PixBackend, resolve_device
+from relevance_nerf2nerf.diffusion.settings import DEFAULTS
 from relevance_nerf2nerf.toy_editor.build import build_components
 
 RESULTS = Path(__file__).parent / "results" / "image_edit.json"
@@ -66,7 +67,7 @@ class Args:
     """Denoising steps for the 2D ("image") setting, the paper's default."""
     scene_steps: int = 20
     """Denoising steps for the scene-style setting (paper: 20)."""
-    t_rel: float = 0.8
+    t_rel: float = DEFAULTS.t_rel
     repeats: int = 7
     """Timed runs per method and setting (best reported, median kept), after a memory-measuring warm-up."""
     device: str = "auto"

@@ -52,7 +52,7 @@ class Args:
     precision: str = "fp32"
     """Editor precision on the GPU: fp32 or fp16."""
     threads: int = 1
-    """CPU threads (1 is fastest on a shared 2-core machine)."""
+    """CPU threads (1 is the fastest on a small CPU that other jobs share)."""
     output: Path = RESULTS
     """JSON file the results are merged into (under "gpu" or "cpu")."""
 

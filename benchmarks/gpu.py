@@ -1,4 +1,4 @@
-"""Every GPU-only figure of issue 10 in one command (under 8 minutes on one GPU); JSON in benchmarks/results/.
+"""Every GPU-only benchmark figure in one command (under 8 minutes on one GPU); JSON in benchmarks/results/.
 
     python benchmarks/gpu.py                        # a CUDA machine: SD-1.5-sized random-weight IP2P, fp16
     python benchmarks/gpu.py --device cpu --smoke   # the same steps at toy sizes on a CPU (checks the script)

@@ -71,6 +71,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from relevance_nerf2nerf.diffusion.ip2p import DEFAULT_MODEL
+from relevance_nerf2nerf.diffusion.settings import DEFAULTS
 from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError
 from relevance_nerf2nerf.evaluation.clip import DEFAULT_CLIP
 from relevance_nerf2nerf.evaluation.metrics import UNAVAILABLE
@@ -120,11 +121,11 @@ class Args:
     """Iterations of each scene edit after the base (the paper: 3000-4000)."""
     downscale_factor: int = 1
     """nerfstudio dataparser downscale: images are read from <data>/images_<N> when N > 1 (the fern: 2)."""
-    mask_threshold: float = 0.5
+    mask_threshold: float = DEFAULTS.mask_threshold
     """tau of ours (IN2N is the same pipeline with tau 0)."""
-    text_guidance: float = 7.5
+    text_guidance: float = DEFAULTS.text_guidance
     """s_T of every edit."""
-    image_guidance: float = 1.5
+    image_guidance: float = DEFAULTS.image_guidance
     """s_I of every edit."""
     edit_every: int = 10
     """One view update every this many edit iterations (the paper: 10)."""

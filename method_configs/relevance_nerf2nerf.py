@@ -14,6 +14,7 @@ diffusers is never imported here.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
@@ -27,13 +28,18 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 from nerfstudio.utils.writer import EventName
 
-from relevance_nerf2nerf.errors import report_uncaught_errors_as_one_line
+from relevance_nerf2nerf.diffusion.settings import check_noise_range
+from relevance_nerf2nerf.errors import RelevanceError, report_uncaught_errors_as_one_line
 from relevance_nerf2nerf.nerf.checkpoints import allow_numpy_in_checkpoints
 from relevance_nerf2nerf.nerf.datamanager import RelevanceDataManagerConfig
 from relevance_nerf2nerf.nerf.nerfacto_model import RelevanceNerfactoModelConfig
 from relevance_nerf2nerf.nerf.pipeline import RelevanceNerf2NerfPipelineConfig
 from relevance_nerf2nerf.nerf.relevance import RELEVANCE_PARAM_GROUP
-from relevance_nerf2nerf.nerf.trainer import RelevanceTrainerConfig
+from relevance_nerf2nerf.nerf.trainer import (
+    RelevanceTrainerConfig,
+    RunLengthDecaySchedulerConfig,
+    refuse_at_setup,
+)
 
 allow_numpy_in_checkpoints()
 report_uncaught_errors_as_one_line()
@@ -87,7 +93,14 @@ class In2NAliasedPipelineConfig(RelevanceNerf2NerfPipelineConfig):
                 low if self.lower_bound is None else self.lower_bound,
                 high if self.upper_bound is None else self.upper_bound,
             )
+            ours = "--pipeline.edit-noise-range"
+            low_name = ours if self.lower_bound is None else "--pipeline.lower-bound"
+            high_name = ours if self.upper_bound is None else "--pipeline.upper-bound"
             self.lower_bound = self.upper_bound = None
+            try:  # checked here, where the flags the user typed are still known
+                check_noise_range(self.edit_noise_range, low_name, high_name)
+            except RelevanceError as error:
+                refuse_at_setup(error)
         if self.ip2p_use_full_precision is not None:
             self.editor_precision = "fp32" if self.ip2p_use_full_precision else "fp16"
             self.ip2p_use_full_precision = None
@@ -99,12 +112,17 @@ def _logging() -> LoggingConfig:
     return LoggingConfig(local_writer=LocalWriterConfig(enable=True, stats_to_track=stats))
 
 
-def _optimizers(max_steps: int) -> dict:
-    def adam(lr: float, lr_final: float, steps: int) -> dict:
-        return {
-            "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=lr_final, max_steps=steps),
-        }
+def _optimizers(max_steps: int | None) -> dict:
+    """The parameter groups' Adam settings; ``max_steps`` None: every schedule decays over the run's planned
+    total (``RunLengthDecaySchedulerConfig``), whatever --max-num-iterations / --total-iterations say."""
+
+    def adam(lr: float, lr_final: float, steps: int | None) -> dict:
+        scheduler = (
+            RunLengthDecaySchedulerConfig(lr_final=lr_final)
+            if max_steps is None
+            else ExponentialDecaySchedulerConfig(lr_final=lr_final, max_steps=steps)
+        )
+        return {"optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15), "scheduler": scheduler}
 
     return {
         "proposal_networks": adam(1e-2, 1e-4, max_steps),
@@ -125,7 +143,7 @@ def _full_model(**overrides) -> RelevanceNerfactoModelConfig:
 
 
 def _tiny_model() -> RelevanceNerfactoModelConfig:
-    """The CPU preset (about 0.2 s per 512-ray iteration on 2 cores); `nerfacto-tiny` uses the same."""
+    """The CPU preset (about 0.2 s per 512-ray iteration on a two-core CPU); `nerfacto-tiny` uses the same."""
     return RelevanceNerfactoModelConfig(
         eval_num_rays_per_chunk=1 << 12,
         average_init_density=0.01,
@@ -164,10 +182,10 @@ def _editing(
                 train_num_rays_per_batch=rays,
                 eval_num_rays_per_batch=rays,
             ),
-            model=model,
+            model=dataclasses.replace(model, use_proposal_weight_anneal=False),  # the base is trained
             **pipeline,
         ),
-        optimizers=_optimizers(iterations),
+        optimizers=_optimizers(None),
         logging=_logging(),
         viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
         vis="viewer",
@@ -196,12 +214,15 @@ nerfacto_tiny = MethodSpecification(
         viewer=ViewerConfig(num_rays_per_chunk=1 << 12),
         vis="viewer",
     ),
-    description="nerfacto at a CPU preset (no LPIPS download): the base model for relevance-nerf2nerf-tiny.",
+    description=(
+        "CPU preset of nerfacto (small hash grid, 512 rays, no LPIPS download): "
+        "the base model for relevance-nerf2nerf-tiny."
+    ),
 )
 
 relevance_nerf2nerf = MethodSpecification(
     config=_editing("relevance-nerf2nerf", _full_model(), rays=4096, iterations=4000, cpu=False),
-    description="Watch Your Steps: relevance-guided scene editing (InstructPix2Pix fp32).",
+    description="GPU preset. Watch Your Steps: relevance-guided scene editing (InstructPix2Pix fp32).",
 )
 
 relevance_nerf2nerf_small = MethodSpecification(
@@ -214,10 +235,13 @@ relevance_nerf2nerf_small = MethodSpecification(
         editor_precision="fp16",
         editor_memory_saving=True,
     ),
-    description="Watch Your Steps scene editing, InstructPix2Pix in fp16 with memory savings (12 GB GPUs).",
+    description="GPU preset for 12 GB GPUs. Watch Your Steps scene editing, IP2P fp16 with memory savings.",
 )
 
 relevance_nerf2nerf_tiny = MethodSpecification(
     config=_editing("relevance-nerf2nerf-tiny", _tiny_model(), rays=512, iterations=300, cpu=True),
-    description="Watch Your Steps scene editing at a CPU preset (tests and demo).",
+    description=(
+        "CPU preset (not a low-memory GPU preset like in2n-tiny). Watch Your Steps scene editing "
+        "at toy scale (small nerfacto, 512 rays, 300 iterations), for the demo and tests."
+    ),
 )

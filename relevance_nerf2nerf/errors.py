@@ -11,6 +11,10 @@ class InvalidInputError(RelevanceError, ValueError):
     """A user-supplied argument or file is unusable (missing image, empty instruction, bad tau)."""
 
 
+class OutputWriteError(RelevanceError):
+    """An output could not be written (disk full, read-only place); nothing of it was left behind."""
+
+
 class ModelNotFoundError(RelevanceError):
     """Editor weights could not be loaded (no network, wrong hub id, wrong local directory)."""
 

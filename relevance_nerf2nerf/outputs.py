@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from relevance_nerf2nerf.errors import InvalidInputError
+from relevance_nerf2nerf.errors import InvalidInputError, OutputWriteError
 
 
 def check_output_dir(path: Path, flag: str) -> Path:
@@ -25,8 +25,8 @@ def check_output_dir(path: Path, flag: str) -> Path:
     Nothing is created.
 
     Args:
-        path: the directory a command will write into.
-        flag: the command-line flag that named it (said in the message).
+        path (Path): the directory a command will write into.
+        flag (str): the command-line flag that named it (said in the message).
 
     Returns the absolute path (symlinks resolved).
     """
@@ -50,8 +50,8 @@ def check_output_file(path: Path, what: str, flag: str = "--output") -> None:
     Nothing is created.
 
     Args:
-        path: the file a command will write.
-        what: how the message names it, e.g. ``"the mask output"``.
+        path (Path): the file a command will write.
+        what (str): how the message names it, e.g. ``"the mask output"``.
         flag (default "--output"): the command-line flag that chose it (said in the message).
     """
     if Path(path).expanduser().is_dir():
@@ -88,9 +88,15 @@ def check_new_output_dir(path: Path, flag: str = "--output-dir") -> None:
     """Refuse (one line) an output folder that already holds files, a file, or an unwritable place.
 
     Args:
-        path: the folder the command will create.
-        flag: the option that named it, for the message.
+        path (Path): the folder the command will create.
+        flag (str, default '--output-dir'): the option that named it, for the message.
     """
+    path = Path(path)
+    if path.is_symlink() and not path.exists():  # the link itself would be replaced by the new folder
+        raise InvalidInputError(
+            f"{flag} {path} is a link to {os.readlink(path)}, which does not exist: create that folder first "
+            "or choose another"
+        )
     check_output_dir(path, flag)  # not a file, not inside one, writable
     if path.exists() and any(path.iterdir()):
         raise InvalidInputError(
@@ -98,35 +104,71 @@ def check_new_output_dir(path: Path, flag: str = "--output-dir") -> None:
         )
 
 
+def _write_error(path: Path, err: OSError) -> OutputWriteError:
+    """One line for an output that could not be written (disk full, read-only place...)."""
+    reason = err.strerror or type(err).__name__
+    return OutputWriteError(
+        f"cannot write {path}: {reason}; nothing was written: free space or choose another place"
+    )
+
+
 @contextmanager
 def staged_output_dir(path: Path) -> Iterator[Path]:
-    """Yield a hidden staging folder beside ``path``; on success it is renamed to ``path`` (atomic on one file
-    system), on any error it is removed, so ``path`` appears complete or not at all.
+    """Yield a hidden staging folder; on success its files become ``path``, on any error it is removed, so
+    ``path`` appears complete or not at all.
+
+    A new ``path`` is built beside its destination and renamed into place (atomic on one file system). An
+    existing, empty ``path`` (or a link to one) is filled in place: the staging folder lies inside it and its
+    files are renamed into it one by one, so a folder whose parent is read-only can still be written and a
+    link keeps pointing where it did. An OSError while writing (disk full) becomes
+    :class:`~relevance_nerf2nerf.errors.OutputWriteError`.
 
     Args:
-        path: the final output folder (must be new or empty, see :func:`check_new_output_dir`).
+        path (Path): the final output folder (must be new or empty, see :func:`check_new_output_dir`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.parent / f".{path.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    path = Path(path)
+    in_place = path.is_dir()
+    try:
+        if in_place:
+            staging = path / f".partial-{os.getpid()}"
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staging = path.parent / f".{path.name}.partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as err:
+        raise _write_error(path, err) from err
+    moved: list[Path] = []
     try:
         yield staging
-    except BaseException:
+        if in_place:
+            for item in sorted(staging.iterdir()):
+                os.replace(item, path / item.name)
+                moved.append(path / item.name)
+            staging.rmdir()
+        else:
+            os.replace(staging, path)
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
+        for item in moved:  # a rename that failed half way: take back what was moved
+            if item.is_dir():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _write_error(path, err) from err
         raise
-    if path.is_dir():
-        path.rmdir()  # empty (checked before the work started)
-    os.replace(staging, path)
 
 
 def write_all(contents: dict[str, Callable[[Path], object]], paths: dict[str, Path]) -> None:
     """Write every output whole or none: each goes to a temporary name beside its destination, and only
-    when all are written are they renamed into place (a failure removes the temporary files).
+    when all are written are they renamed into place (a failure removes the temporary files; an OSError,
+    e.g. a full disk, becomes :class:`~relevance_nerf2nerf.errors.OutputWriteError`).
 
     Args:
-        contents: output name -> function writing that output to the path it is given.
-        paths: output name -> destination.
+        contents (dict[str, Callable[[Path], object]]): output name -> function writing that output to the
+            path it is given.
+        paths (dict[str, Path]): output name -> destination.
     """
     staged: dict[str, Path] = {}
     try:
@@ -137,6 +179,20 @@ def write_all(contents: dict[str, Callable[[Path], object]], paths: dict[str, Pa
             write(staged[name])
         for name, temporary in staged.items():
             os.replace(temporary, paths[name])
+    except OSError as err:
+        raise _write_error(paths[name], err) from err
     finally:
         for temporary in staged.values():
             temporary.unlink(missing_ok=True)
+
+
+def recorded_path(path: Path, root: Path) -> str:
+    """A path as a results file records it: relative to ``root`` (the repository) when inside it, else only
+    its last component, so no file records the folders of the machine that wrote it.
+
+    Args:
+        path (Path): the path to record, e.g. a benchmark's ``--output``.
+        root (Path): the folder paths are recorded relative to.
+    """
+    resolved, root = Path(path).resolve(), Path(root).resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else resolved.name

@@ -1,4 +1,4 @@
-"""What a folder holds, to assert that a command wrote, changed and deleted nothing (issue 9)."""
+"""What a folder holds, to assert that a command wrote, changed and deleted nothing."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Batched view updates and memory options: a batch edited with one generator per image equals its images
-edited one by one (editor and scene pipeline), an empty mask with cropping on keeps the view's current
+edited one by one (editor and scene pipeline), an empty mask (cropped or not) keeps the view's current
 image without calling the editor, and the memory-saving options change nothing but memory."""
 
 from __future__ import annotations
@@ -85,7 +85,6 @@ def test_memory_options_change_nothing_but_memory(tiny_ip2p_dir, editor):
 # --- the scene pipeline --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    pytest.importorskip("nerfstudio")
     from relevance_nerf2nerf.scenes import generate_scene
 
     info = generate_scene(tmp_path_factory.mktemp("scene"), seed=0, num_views=6, width=32, height=32)
@@ -132,8 +131,10 @@ class NoEditor:
         raise AssertionError("the editor must not run on an empty mask")
 
 
-def test_empty_mask_with_cropping_keeps_the_current_image(scene, monkeypatch):
-    pipeline = make_pipeline(scene, NoEditor(), crop_to_relevance=True)
+@pytest.mark.parametrize("crop", [True, False])
+def test_empty_mask_keeps_the_current_image_cropped_or_not(scene, monkeypatch, crop):
+    """One situation, one behaviour: no editor call, the view's earlier edit stays, the schedule moves on."""
+    pipeline = make_pipeline(scene, NoEditor(), crop_to_relevance=crop)
     datamanager = pipeline.datamanager
     index = datamanager.view_due(pipeline.config.seed)
     earlier_edit = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))

@@ -38,7 +38,9 @@ def test_happy_path_writes_every_output(tiny_ip2p_dir, rgba_image, tmp_path, cap
     assert record["mask_threshold"] == 0.4 and record["steps"] == 3 and record["device"] == "cpu"
     assert set(record["timings"]) == {"load_s", "edit_s", "plain_ip2p_s"}
     first = np.asarray(Image.open(out)).copy()
-    assert main(args) == 0  # same seed, same result
+    assert main(args) == 2  # existing outputs are refused without --overwrite, and left as they were
+    assert np.array_equal(np.asarray(Image.open(out)), first)
+    assert main([*args, "--overwrite"]) == 0  # same seed, same result
     assert np.array_equal(np.asarray(Image.open(out)), first)
     assert "edited.png" in capsys.readouterr().out
 
@@ -60,7 +62,7 @@ def test_errors_are_one_line_exit_2_and_overwrite_nothing(rgba_image, tmp_path, 
     options.update(
         {k: (str(tmp_path / v) if k in ("--image", "--model", "--output") else v) for k, v in change.items()}
     )
-    assert main([item for pair in options.items() for item in pair]) == 2
+    assert main([*(item for pair in options.items() for item in pair), "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("relevance-edit: error: ") and err.count("\n") == 1 and message in err
     assert out.read_bytes() == b"previous result"

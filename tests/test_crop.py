@@ -189,6 +189,20 @@ def test_computed_relevance_is_the_uncropped_one(editor):
         assert torch.equal(cropped.image[outside], image[outside])
 
 
+@pytest.mark.parametrize("start_noise", [1.0, 0.8, 0.5])  # relevance: its own call / the first guidance call
+def test_computed_relevance_whole_frame_crop_is_bit_identical_to_uncropped(editor, start_noise):
+    """Crop box = the whole frame: the latent mask is the computed latent relevance >= tau, as uncropped (an
+    average-pooled upsample of it would move the mask's edge cells)."""
+    image = scene_inputs(size=(32, 32))[0]
+    settings = dict(num_steps=2, start_noise=start_noise, mask_threshold=0.45)
+    full = editor.edit(image, INSTRUCTION, generator=torch.Generator().manual_seed(5), **settings)
+    whole = CropSettings(min_size=1.0)  # every box grows to the whole frame
+    generator = torch.Generator().manual_seed(5)
+    cropped = editor.edit(image, INSTRUCTION, generator=generator, crop=whole, **settings)
+    assert 0 < int(full.mask.sum()) < full.mask.numel()  # a partial mask: its edge cells matter
+    assert torch.equal(cropped.mask, full.mask) and torch.equal(cropped.image, full.image)
+
+
 def test_relevance_edit_crop_flag_keeps_unmasked_pixels(tiny_ip2p_dir, tmp_path):
     source = np.random.default_rng(0).integers(0, 256, (30, 26, 3), dtype=np.uint8)
     Image.fromarray(source).save(tmp_path / "in.png")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import imageio.v3 as iio
 import pytest
 import yaml
 from PIL import Image
@@ -11,7 +12,6 @@ from PIL import Image
 from relevance_nerf2nerf.assets import TOY_EDITOR_IQR_RATIO
 from relevance_nerf2nerf.cli.demo import (
     EXACT_CAPTURE_ARGS,
-    SCHEDULED_GROUPS,
     DemoCommand,
     edit_iqr_ratio,
     main,
@@ -20,8 +20,6 @@ from relevance_nerf2nerf.cli.demo import (
 from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO
 from relevance_nerf2nerf.errors import InvalidInputError
 from relevance_nerf2nerf.evaluation.sheets import LABEL_WIDTH
-
-SCHEDULED = [group.replace("-", "_") for group in SCHEDULED_GROUPS]  # the optimizer groups' config keys
 
 
 def test_instruction_must_name_an_object_of_the_scene():
@@ -79,6 +77,8 @@ def test_shortened_demo_writes_every_artefact(tmp_path):
             assert gif.n_frames == 6 and gif.size == (64 * 3, 64 * 3)
     with Image.open(out / "input_before_after_relevance.gif") as gif:  # input, before, IN2N, ours, relevance
         assert gif.n_frames == 6 and gif.size == (5 * 64 * 3, 64 * 3)
+    video = iio.improps(out / "input_before_after_relevance.mp4", plugin="pyav")
+    assert video.shape == (6, 64 * 3, 5 * 64 * 3, 3)
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.size == (LABEL_WIDTH + 6 * 64 * 3, 5 * 64 * 3)
     for timestamp in ("edit", "edit-in2n"):
@@ -90,11 +90,36 @@ def test_shortened_demo_writes_every_artefact(tmp_path):
         config = yaml.load((run / "config.yml").read_text(), Loader=yaml.Loader)
         assert config.pipeline.model.camera_optimizer.mode == "off"
         assert not config.pipeline.model.use_appearance_embedding
-        if run.parent.name == "relevance-nerf2nerf-tiny":  # both edits: lr decay over their 10 steps
-            schedules = {group: config.optimizers[group]["scheduler"].max_steps for group in SCHEDULED}
-            assert schedules == dict.fromkeys(SCHEDULED, 10)
+        if run.parent.name == "relevance-nerf2nerf-tiny":  # both edits: lr decay over the run, no flags
+            assert all(group["scheduler"].max_steps is None for group in config.optimizers.values())
             assert config.pipeline.relevance_iqr_ratio == TOY_EDITOR_IQR_RATIO  # the toy editor's default
     assert record["settings"]["relevance_iqr_ratio"] == TOY_EDITOR_IQR_RATIO
+
+
+@pytest.mark.slow
+def test_shortened_splatfacto_demo_edits_gaussians_with_relevance(tmp_path):
+    out = tmp_path / "demo"
+    short = {"--num-views": "6", "--base-iterations": "20", "--edit-iterations": "10"}
+    args = ["--output-dir", str(out), "--backend", "splatfacto", *(i for pair in short.items() for i in pair)]
+    assert main(args) == 0
+    [out] = out.iterdir()
+    record = json.loads((out / "metrics.json").read_text())
+    assert set(record["wall_time_s"]) >= {"train base (splatfacto-tiny)", "edit (relevance-splatfacto-tiny)"}
+    assert isinstance(record["metrics"]["relevance_iou_with_object"], float)
+    assert (out / "scene" / "points3D.ply").is_file()  # splatfacto seeds its Gaussians from it
+    run = out / "runs" / "demo" / "relevance-splatfacto-tiny" / "edit"
+    config = yaml.load((run / "config.yml").read_text(), Loader=yaml.Loader)
+    assert config.pipeline.model.__class__.__name__ == "RelevanceSplatfactoModelConfig"
+    assert list((run / "nerfstudio_models").glob("step-*.ckpt"))
+
+
+def test_backend_chooses_its_presets_and_refuses_the_other_models_edit_method():
+    from relevance_nerf2nerf.cli.demo import DemoCommand, validate
+
+    command = DemoCommand(backend="splatfacto")
+    assert (command.base_method, command.edit_method) == ("splatfacto-tiny", "relevance-splatfacto-tiny")
+    with pytest.raises(InvalidInputError, match="relevance-splatfacto-tiny"):
+        validate(DemoCommand(backend="splatfacto", edit_method="relevance-nerf2nerf-tiny"))
 
 
 @pytest.mark.parametrize("method", ["nerfacto-tiny", "relevance-nerf2nerf-tiny", "nerfacto"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from relevance_nerf2nerf.cli.eval import main
@@ -81,15 +82,15 @@ def _run_config(base, scene: Path, output: Path, name: str, iterations: int):
 def _fake_run(config, root: Path) -> Path:
     """A run folder with config.yml and a (never read) checkpoint file: enough for the input checks."""
     config.output_dir = root
-    config.save_config()
+    config.get_base_dir().mkdir(parents=True)
+    (config.get_base_dir() / "config.yml").write_text(yaml.dump(config))  # as ns-train writes it
     checkpoints = config.get_base_dir() / "nerfstudio_models"
-    checkpoints.mkdir(parents=True)
+    checkpoints.mkdir()
     (checkpoints / "step-000000001.ckpt").write_bytes(b"")
     return config.get_base_dir() / "config.yml"
 
 
 def test_scene_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
-    pytest.importorskip("nerfstudio")
     from method_configs.relevance_nerf2nerf import relevance_nerf2nerf_tiny
 
     scene = generate_scene(tmp_path / "scene", seed=0, num_views=2, width=32, height=32).output_dir
@@ -117,8 +118,6 @@ def test_scene_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
 @pytest.mark.slow
 def test_scene_evaluation_end_to_end(tmp_path, tiny_ip2p_dir, tiny_clip_dir):
     """A tiny base and its edit trained in-process, then ``relevance-eval scene`` with ground truth, CLIP."""
-    pytest.importorskip("nerfstudio")
-    from nerfstudio.engine.trainer import Trainer
 
     from method_configs.relevance_nerf2nerf import nerfacto_tiny, relevance_nerf2nerf_tiny
 
@@ -132,7 +131,7 @@ def test_scene_evaluation_end_to_end(tmp_path, tiny_ip2p_dir, tiny_clip_dir):
     edit.pipeline.base_checkpoint = base.get_base_dir()
     for config in (base, edit):
         config.save_config()
-        trainer = Trainer(config, local_rank=0, world_size=1)
+        trainer = config.setup(local_rank=0, world_size=1)
         trainer.setup()
         trainer.train()
     cameras = trainer.pipeline.datamanager.train_dataset.cameras
@@ -170,5 +169,5 @@ def test_scene_evaluation_end_to_end(tmp_path, tiny_ip2p_dir, tiny_clip_dir):
     assert main(args) == 0
     record = json.loads((on_path / "eval.json").read_text())
     assert record["views"] == ["path_00000", "path_00001", "path_00002"] and "ground_truth" not in record
-    assert record["metrics"]["excluded_region"] == "rendered relevance >= 0.5"
+    assert record["metrics"]["excluded_region"] == "base's relevance for the instruction >= 0.5"
     assert record["metrics"]["clip"].startswith("unavailable")

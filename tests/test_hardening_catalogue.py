@@ -1,4 +1,4 @@
-"""Issue 9's catalogue of bad inputs, kept permanent: every case must end with exit code 2 and ONE line
+"""A catalogue of bad inputs: every case must end with exit code 2 and ONE line
 ``<command>: error: <what to do>`` on stderr (no traceback), and leave the folder exactly as it was (nothing
 written, changed or deleted, no partial output). All cases fail before a model loads, so they are fast.
 """

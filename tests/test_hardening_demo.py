@@ -1,4 +1,4 @@
-"""Issue 9, defect 1: ``relevance-demo`` validates everything before touching disk and deletes nothing."""
+"""``relevance-demo`` validates everything before touching disk and deletes nothing."""
 
 from __future__ import annotations
 

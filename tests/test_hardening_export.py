@@ -1,4 +1,4 @@
-"""Issue 9, defect 6: ``edited_dataset/transforms.json`` is the capture's own transforms.json (its frame,
+"""``edited_dataset/transforms.json`` is the capture's own transforms.json (its frame,
 intrinsics, applied_transform, ply_file_path, masks, unknown keys) with only the training frames' file_path
 changed (plus relevance_path / edits); nerfacto-tiny trained on the export sees exactly the capture's cameras.
 """
@@ -14,14 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-pytest.importorskip("nerfstudio")
-
-from method_configs.relevance_nerf2nerf import nerfacto_tiny, relevance_nerf2nerf_tiny  # noqa: E402
-from relevance_nerf2nerf.nerf.export import (  # noqa: E402
+from method_configs.relevance_nerf2nerf import nerfacto_tiny, relevance_nerf2nerf_tiny
+from relevance_nerf2nerf.nerf.export import (
     _transforms_from_cameras,
     export_edited_dataset,
 )
-from relevance_nerf2nerf.scenes import generate_scene  # noqa: E402
+from relevance_nerf2nerf.scenes import generate_scene
 
 ADDED = {"file_path", "edits", "relevance_path"}
 

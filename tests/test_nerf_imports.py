@@ -8,7 +8,7 @@ import sys
 from nerfstudio.plugins.registry import discover_methods
 import nerfstudio.scripts.render, nerfstudio.scripts.viewer.run_viewer, nerfstudio.scripts.eval
 methods, _ = discover_methods()
-print(sorted(m for m in methods if "relevance" in m or m == "nerfacto-tiny"))
+print(sorted(m for m in methods if "relevance" in m or m.endswith("facto-tiny")))
 print("heavy:", sorted(m for m in ("diffusers", "transformers") if m in sys.modules))
 """
 
@@ -18,6 +18,14 @@ def test_method_discovery_does_not_import_diffusers():
         [sys.executable, "-W", "ignore", "-c", PROBE], capture_output=True, text=True, check=True, timeout=300
     ).stdout.splitlines()
     assert out[-2] == str(
-        ["nerfacto-tiny", "relevance-nerf2nerf", "relevance-nerf2nerf-small", "relevance-nerf2nerf-tiny"]
+        [
+            "nerfacto-tiny",
+            "relevance-nerf2nerf",
+            "relevance-nerf2nerf-small",
+            "relevance-nerf2nerf-tiny",
+            "relevance-splatfacto",
+            "relevance-splatfacto-tiny",
+            "splatfacto-tiny",
+        ]
     )
     assert out[-1] == "heavy: []"

@@ -9,22 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from PIL import Image
 
+from method_configs.relevance_nerf2nerf import nerfacto_tiny, relevance_nerf2nerf_tiny
+from relevance_nerf2nerf._testing import in_process_config
 from relevance_nerf2nerf.diffusion.editor import EditResult, RelevanceResult
 from relevance_nerf2nerf.errors import InvalidInputError
+from relevance_nerf2nerf.nerf.checkpoints import load_base_checkpoint, resolve_checkpoint
+from relevance_nerf2nerf.nerf.pipeline import RelevanceNerf2NerfPipeline
+from relevance_nerf2nerf.nerf.relevance import RELEVANCE_TARGET, RELEVANCE_VALID, masked_mse
 from relevance_nerf2nerf.scenes import generate_scene
-
-pytest.importorskip("nerfstudio")
-
-from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig  # noqa: E402
-from nerfstudio.engine.trainer import Trainer, TrainerConfig  # noqa: E402
-
-from method_configs.relevance_nerf2nerf import nerfacto_tiny, relevance_nerf2nerf_tiny  # noqa: E402
-from relevance_nerf2nerf._testing import in_process_config  # noqa: E402
-from relevance_nerf2nerf.nerf.checkpoints import load_base_checkpoint, resolve_checkpoint  # noqa: E402
-from relevance_nerf2nerf.nerf.pipeline import RelevanceNerf2NerfPipeline  # noqa: E402
-from relevance_nerf2nerf.nerf.relevance import RELEVANCE_TARGET, RELEVANCE_VALID, masked_mse  # noqa: E402
 
 OBJECT = "cube"  # the planted object the double recolours (seed 0 scene: a red cube)
 INSTRUCTION = "make the cube blue"
@@ -101,7 +97,7 @@ def _editing_config(scene: Path, output: Path, name: str, iterations: int, **pip
 
 
 def _train(config: TrainerConfig, editor=None) -> Trainer:
-    trainer = Trainer(config, local_rank=0, world_size=1)
+    trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     if editor is not None:
         trainer.pipeline.editor = editor
@@ -359,8 +355,8 @@ def test_resume_continues_the_edit(scene, base_run, tmp_path):
     assert torch.equal(state["pipeline"]["datamanager.edited_images"], saved.edited_images)
 
     config = _editing_config(scene, tmp_path, "resumed", 10, base_checkpoint=base_run)
-    config.load_dir = checkpoint.parent
-    resumed = Trainer(config, local_rank=0, world_size=1)
+    config.load_dir, config.total_iterations = checkpoint.parent, 40  # the plan of 30, extended by 10
+    resumed = config.setup(local_rank=0, world_size=1)
     resumed.setup()  # loads the checkpoint: the edited views must come back, not the captures
     datamanager = resumed.pipeline.datamanager
     assert torch.equal(datamanager.edited_images, saved.edited_images)
@@ -376,15 +372,15 @@ def test_resume_continues_the_edit(scene, base_run, tmp_path):
     assert resumed._start_step == 30 and int(datamanager.edits_done) == 8  # steps 30 and 35
 
 
-def test_load_dir_of_a_nerfacto_tiny_run_continues_its_steps(scene, base_run, tmp_path):
+def test_load_dir_of_a_nerfacto_tiny_run_starts_an_edit_from_its_weights(scene, base_run, tmp_path):
     config = _editing_config(scene, tmp_path, "from-base", 6)
     config.load_dir = base_run / "nerfstudio_models"
-    trainer = Trainer(config, local_rank=0, world_size=1)
+    trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     base_state = torch.load(resolve_checkpoint(base_run), map_location="cpu", weights_only=True)["pipeline"]
     hash_table = "field.mlp_base.model.0.hash_table"  # a nerfacto weight: loaded, not initialised
     assert torch.equal(trainer.pipeline.model.state_dict()[hash_table], base_state[f"_model.{hash_table}"])
     trainer.pipeline.editor = RecolourEditor(_object(scene)["rgb"])
     trainer.train()
-    assert trainer._start_step == 150  # N iterations after the checkpoint: steps 150..155
-    assert int(trainer.pipeline.datamanager.edits_done) == 2  # steps 150 and 155
+    assert trainer._start_step == 0  # a new edit from the base's weights: steps 0..5
+    assert int(trainer.pipeline.datamanager.edits_done) == 2  # steps 0 and 5

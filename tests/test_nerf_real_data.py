@@ -15,16 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from nerfstudio.engine.optimizers import Optimizers
 
+from method_configs.relevance_nerf2nerf import relevance_nerf2nerf_tiny
 from relevance_nerf2nerf.diffusion.editor import EditResult, RelevanceResult
-
-pytest.importorskip("nerfstudio")
-
-from nerfstudio.engine.optimizers import Optimizers  # noqa: E402
-
-from method_configs.relevance_nerf2nerf import relevance_nerf2nerf_tiny  # noqa: E402
-from relevance_nerf2nerf.nerf.pipeline import RelevanceNerf2NerfPipeline  # noqa: E402
-from relevance_nerf2nerf.nerf.relevance import RELEVANCE_TARGET  # noqa: E402
+from relevance_nerf2nerf.nerf.pipeline import RelevanceNerf2NerfPipeline
+from relevance_nerf2nerf.nerf.relevance import RELEVANCE_TARGET
 
 # The shared data folder sits beside the repository (../shared), on developer machines and in CI alike.
 SHARED_FERN = Path(__file__).resolve().parents[2] / "shared" / "data" / "llff-fern"

@@ -21,13 +21,10 @@ import pytest
 import torch
 from PIL import Image
 
+from method_configs.relevance_nerf2nerf import nerfacto_tiny
+from relevance_nerf2nerf.nerf.checkpoints import load_checkpoint_file
+from relevance_nerf2nerf.nerf.trainer import RelevanceTrainer
 from relevance_nerf2nerf.scenes import generate_scene
-
-pytest.importorskip("nerfstudio")
-
-from method_configs.relevance_nerf2nerf import nerfacto_tiny  # noqa: E402
-from relevance_nerf2nerf.nerf.checkpoints import load_checkpoint_file  # noqa: E402
-from relevance_nerf2nerf.nerf.trainer import RelevanceTrainer  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

@@ -20,8 +20,6 @@ from PIL import Image
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
 
-pytest.importorskip("nerfstudio")
-
 SHARED_FERN = Path(__file__).resolve().parents[2] / "shared" / "data" / "llff-fern"  # as test_nerf_real_data
 FERN = Path(os.environ.get("RELEVANCE_FERN_DIR", SHARED_FERN))
 FACTOR, WIDTH, HEIGHT = 16, 31, 23  # 504x378 / 16, as nerfstudio rounds the cameras down
@@ -114,9 +112,9 @@ def test_three_methods_on_the_fern_write_table1(table1, small_fern, tiny_clip_di
     ours = Path(result["runs"]["Ours"]) / "config.yml"
     assert ours.is_relative_to(out.resolve()) and ours.is_file()
     command = SceneEval(edited_config=ours, output_dir=tmp_path / "eval", input_caption="a photo of a fern",
-                        output_caption="a photo of an autumn fern")  # fmt: skip
-    base_config, tau = check_scene_inputs(command)
-    assert base_config == Path(result["runs"]["base"]) / "config.yml" and tau == 0.5
+                        output_caption="an autumn fern", clip_model=str(tiny_clip_dir))  # fmt: skip
+    inputs = check_scene_inputs(command)
+    assert inputs.base_path == Path(result["runs"]["base"]) / "config.yml" and inputs.tau == 0.5
 
 
 def _one_line_error(capsys, *words: str) -> None:

@@ -91,9 +91,50 @@ def test_nerfstudio_dataparser_loads_the_scene(tmp_path):
     assert int(outputs.cameras.width[0]) == 32 and int(outputs.cameras.height[0]) == 32
 
 
+def test_held_out_views_are_nerfstudios_eval_split_and_never_trained_on(tmp_path):
+    """With held-out views, nerfstudio-data trains on exactly the ring's views and evaluates on the held-out
+    ones (val and test splits), which sit at cameras no training view has, with their own masks."""
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+    info = generate_scene(tmp_path, seed=0, num_views=10, width=32, height=32, num_held_out=4)
+    assert info.held_out_names == [f"frame_{i:05d}.png" for i in range(10, 14)]
+    assert info.train_names == [f"frame_{i:05d}.png" for i in range(10)]
+    parser = NerfstudioDataParserConfig(data=tmp_path).setup()
+    splits = {s: parser.get_dataparser_outputs(s) for s in ("train", "val", "test")}
+    assert [p.name for p in splits["train"].image_filenames] == info.train_names
+    assert [p.name for p in splits["val"].image_filenames] == info.held_out_names
+    assert [p.name for p in splits["test"].image_filenames] == info.held_out_names
+    positions = info.cameras.c2w[:, :3, 3]
+    distances = torch.cdist(positions[10:], positions[:10])
+    assert distances.min() > 0.3  # every held-out camera is away from every training camera
+    for name in info.object_names:
+        assert all(p.is_file() for p in info.mask_paths[name])
+    _, masks = render_views(info.spec, info.cameras)
+    assert any(masks[name][10:].any() for name in info.object_names)
+    reloaded = load_scene(tmp_path)
+    assert reloaded.held_out_names == info.held_out_names and len(reloaded.image_paths) == 14
+
+
+def test_without_held_out_views_the_split_is_left_to_nerfstudio(tmp_path):
+    info = generate_scene(tmp_path, seed=0, **SMALL)
+    transforms = json.loads((tmp_path / "transforms.json").read_text())
+    assert not any(key.endswith("_filenames") for key in transforms)
+    assert info.held_out_names == [] and len(info.train_names) == SMALL["num_views"]
+
+
+def test_scene_command_writes_held_out_views(tmp_path):
+    from relevance_nerf2nerf.cli.scene import main
+
+    args = ["--output-dir", str(tmp_path / "s"), "--num-views", "3", "--width", "16", "--height", "16"]
+    assert main([*args, "--num-held-out", "2"]) == 0
+    assert load_scene(tmp_path / "s").held_out_names == ["frame_00003.png", "frame_00004.png"]
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"num_objects": 5}, {"num_objects": 0}, {"width": 4}, {"num_views": 0}, {"supersample": 0}]
-)
+    "kwargs",
+    [{"num_objects": 5}, {"num_objects": 0}, {"width": 4}, {"num_views": 0}, {"supersample": 0},
+     {"num_held_out": -1}, {"num_held_out": 30}],
+)  # fmt: skip
 def test_bad_arguments_raise_a_clear_error(tmp_path, kwargs):
     with pytest.raises(InvalidInputError):
         generate_scene(tmp_path, **kwargs)

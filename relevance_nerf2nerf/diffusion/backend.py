@@ -47,16 +47,32 @@ class EditorBackend(Protocol):
     steps_offset: int
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] -> scaled latents z_0."""
+        """Images in [0, 1] -> scaled latents z_0.
+
+        Args:
+            images (torch.Tensor): (B, 3, H, W) in [0, 1], sides multiples of the latent factor.
+        """
 
     def encode_condition(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] -> unscaled conditioning latents."""
+        """Images in [0, 1] -> unscaled conditioning latents.
+
+        Args:
+            images (torch.Tensor): (B, 3, H, W) in [0, 1], sides multiples of the latent factor.
+        """
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latents -> images in [0, 1]."""
+        """Scaled latents -> images in [0, 1].
+
+        Args:
+            latents (torch.Tensor): (B, 4, h, w) scaled latents.
+        """
 
     def text_embeddings(self, instruction: str) -> torch.Tensor:
-        """Embeddings of [instruction, ""] stacked on dim 0: shape (2, L, D)."""
+        """Embeddings of [instruction, ""] stacked on dim 0: shape (2, L, D).
+
+        Args:
+            instruction (str): the editing instruction.
+        """
 
     def predict_noise(
         self,
@@ -69,4 +85,12 @@ class EditorBackend(Protocol):
         """One batched UNet call: branches (text, img) and, if ``with_uncond``, the unconditional one.
 
         Returns epsilon predictions whatever the model's ``prediction_type`` (converted if needed).
+
+        Args:
+            z_t (torch.Tensor): (B, 4, h, w) noisy latents at timestep ``t``.
+            t (int): the scheduler timestep.
+            condition (torch.Tensor): (B, 4, h, w) unscaled conditioning latents of the input images.
+            text_embeddings (torch.Tensor): the output of :meth:`text_embeddings`.
+            with_uncond (bool, default True): also run the unconditional branch (needed by guidance, not by
+                relevance).
         """

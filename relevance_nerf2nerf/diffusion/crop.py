@@ -26,9 +26,10 @@ def check_crop_settings(margin: float, min_size: float, full_frame_above: float)
     """Raise :class:`InvalidInputError` for unusable crop settings (callable before any model is loaded).
 
     Args:
-        margin: context margin on each side of the mask's bounding box, a fraction of the longer image side.
-        min_size: smallest crop side, a fraction of the image side along that axis.
-        full_frame_above: crops covering at least this fraction of the frame run on the full frame.
+        margin (float): context margin on each side of the mask's bounding box, a fraction of the longer image
+            side.
+        min_size (float): smallest crop side, a fraction of the image side along that axis.
+        full_frame_above (float): crops covering at least this fraction of the frame run on the full frame.
     """
     for name, value, high in (("margin", margin, 1.0), ("min size", min_size, 1.0)):
         if not (math.isfinite(value) and 0.0 <= value <= high):
@@ -68,7 +69,11 @@ class CropBox:
         return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
 
     def latents(self, factor: int) -> tuple[slice, slice]:
-        """Row and column slices of the window on the latent grid of factor ``factor``."""
+        """Row and column slices of the window on the latent grid of factor ``factor``.
+
+        Args:
+            factor (int): the latent grid factor (pixels per latent cell).
+        """
         return (
             slice(self.top // factor, (self.top + self.height) // factor),
             slice(self.left // factor, (self.left + self.width) // factor),
@@ -101,9 +106,11 @@ def crop_boxes(masks: torch.Tensor, grid: int, settings: CropSettings) -> list[C
     """Crop windows of a batch of edit masks, all of one size (for one batched UNet call).
 
     Args:
-        masks: (B, 1, H, W) or (B, H, W) bool edit masks at pixel resolution (relevance >= tau).
-        grid: the backend's latent grid factor (``vae_scale_factor``): box corners and sides are multiples.
-        settings: margin, minimum size and full-frame threshold.
+        masks (torch.Tensor): (B, 1, H, W) or (B, H, W) bool edit masks at pixel resolution (relevance >=
+            tau).
+        grid (int): the backend's latent grid factor (``vae_scale_factor``): box corners and sides are
+            multiples.
+        settings (CropSettings): margin, minimum size and full-frame threshold.
 
     Returns one entry per image: None where the mask is empty (nothing to edit), otherwise a window of the
     image padded to ``grid``. Every window contains its mask's bounding box plus the margin (as far as the

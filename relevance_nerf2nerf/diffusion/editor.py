@@ -13,10 +13,9 @@ on a window around each mask (``crop.py``) and the window of the same full-frame
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,13 +27,13 @@ from relevance_nerf2nerf.diffusion.crop import CropSettings, crop_boxes
 from relevance_nerf2nerf.diffusion.images import crop, pad_to_multiple
 from relevance_nerf2nerf.diffusion.ip2p import DEFAULT_MODEL, MemoryOptions, oom_advice
 from relevance_nerf2nerf.diffusion.relevance import (
-    check_iqr_ratio,
     compute_relevance,
     postprocess,
     relevance_from_noise,
     upsample,
 )
 from relevance_nerf2nerf.diffusion.sampler import add_noise, ddim_timesteps, level_to_timestep, masked_ddim
+from relevance_nerf2nerf.diffusion.settings import DEFAULTS, EditSettings, editor_relevance_settings
 from relevance_nerf2nerf.errors import InvalidInputError
 
 
@@ -46,49 +45,61 @@ class RelevanceResult:
     pixel: torch.Tensor  # (B,1,H,W), bilinear upsample of ``latent``
 
     def mask(self, threshold: float) -> torch.Tensor:
-        """Edit mask M = 1(R >= tau) at pixel resolution, (B,1,H,W) bool."""
+        """Edit mask M = 1(R >= tau) at pixel resolution, (B,1,H,W) bool.
+
+        Args:
+            threshold (float): tau in [0, 1]; pixels with relevance >= tau are editable.
+        """
         return self.pixel >= threshold
 
 
 @dataclass
 class EditResult:
+    """What :meth:`RelevanceEditor.edit` returns: the edited image, the relevance that guided it and the
+    editable mask."""
+
     image: torch.Tensor  # (B,3,H,W) in [0,1], same size as the input
     relevance: torch.Tensor  # (B,1,H,W) in [0,1] used for guidance (computed or given)
     mask: torch.Tensor  # (B,1,H,W) bool, the editable region
 
 
-def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
-    ok = math.isfinite(value) and (low < value if low_open else low <= value) and value <= high
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise InvalidInputError(f"{name} must be in {bracket}{low}, {high}], got {value}")
-
-
 def validate_edit_settings(
     instruction: str,
     *,
-    mask_threshold: float = 0.5,
-    text_guidance: float = 7.5,
-    image_guidance: float = 1.5,
-    num_steps: int = 100,
-    start_noise: float = 1.0,
-    t_rel: float = 0.8,
-    iqr_ratio: float = 1.5,
-    num_draws: int = 1,
+    mask_threshold: float = DEFAULTS.mask_threshold,
+    text_guidance: float = DEFAULTS.text_guidance,
+    image_guidance: float = DEFAULTS.image_guidance,
+    num_steps: int = DEFAULTS.num_steps,
+    start_noise: float = DEFAULTS.start_noise,
+    t_rel: float = DEFAULTS.t_rel,
+    iqr_ratio: float = DEFAULTS.iqr_ratio,
+    num_draws: int = DEFAULTS.num_draws,
 ) -> None:
-    """Raise :class:`InvalidInputError` for unusable settings (callable before any model is loaded)."""
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise InvalidInputError("the instruction is empty: say what to change, e.g. 'make the ball blue'")
-    _check_range("mask threshold (tau)", mask_threshold, 0.0, 1.0)
-    _check_range("text guidance (s_T)", text_guidance, 0.0, 100.0)
-    _check_range("image guidance (s_I)", image_guidance, 0.0, 100.0)
-    _check_range("start noise level", start_noise, 0.0, 1.0, low_open=True)
-    _check_range("t_rel", t_rel, 0.0, 1.0, low_open=True)
-    check_iqr_ratio(iqr_ratio)
-    if not 1 <= num_steps <= 1000:
-        raise InvalidInputError(f"number of denoising steps must be in [1, 1000], got {num_steps}")
-    if num_draws < 1:
-        raise InvalidInputError(f"number of relevance noise draws must be >= 1, got {num_draws}")
+    """Raise :class:`InvalidInputError` for unusable settings (callable before any model is loaded):
+    :meth:`EditSettings.validate <relevance_nerf2nerf.diffusion.settings.EditSettings.validate>` of them.
+
+    Args:
+        instruction (str): the edit instruction.
+        mask_threshold (float, default 0.5): tau.
+        text_guidance (float, default 7.5): s_T.
+        image_guidance (float, default 1.5): s_I.
+        num_steps (int, default 100): DDIM steps.
+        start_noise (float, default 1.0): the start noise level.
+        t_rel (float, default 0.8): the relevance noise level.
+        iqr_ratio (float, default 1.5): the IQR clamp's ratio.
+        num_draws (int, default 1): relevance noise draws.
+    """
+    EditSettings(
+        instruction=instruction,
+        mask_threshold=mask_threshold,
+        text_guidance=text_guidance,
+        image_guidance=image_guidance,
+        num_steps=num_steps,
+        start_noise=start_noise,
+        t_rel=t_rel,
+        iqr_ratio=iqr_ratio,
+        num_draws=num_draws,
+    ).validate()
 
 
 def _check_images(images: torch.Tensor, name: str, channels: int = 3) -> None:
@@ -137,6 +148,17 @@ class _Job:
     t_rel: float
     iqr_ratio: float
     progress: bool
+    region: torch.Tensor | None = None  # (B,1,H,W) {0, 1} float, padded to the latent grid; None: everywhere
+
+    def within_region(self, mask: torch.Tensor, latent: bool = False) -> torch.Tensor:
+        """``mask`` restricted to the region (a latent cell counts when any of its pixels is in the region);
+        ``mask`` is on the latent grid (``latent``) or at the unpadded pixel size."""
+        if self.region is None:
+            return mask
+        region = self.region.to(mask.device)
+        if latent:
+            region = F.adaptive_max_pool2d(region, tuple(mask.shape[-2:]))
+        return mask & (crop(region, tuple(mask.shape[-2:])) > 0.5)
 
     def relevance_from_first_call(self, own_condition: bool, num_train_timesteps: int) -> bool:
         """Whether the first guidance call sees the very latent relevance would (same image, noise, level)."""
@@ -149,10 +171,17 @@ class RelevanceEditor:
 
     Inputs may live on any device and have any size; work happens on the backend's device and results
     come back on the input's device at the input's size.
+
+    Args:
+        backend (EditorBackend): the noise predictor, VAE and text encoder.
+        recommended (dict[str, float] | None, default None): relevance settings recommended for this editor.
     """
 
-    def __init__(self, backend: EditorBackend) -> None:
+    def __init__(self, backend: EditorBackend, recommended: dict[str, float] | None = None) -> None:
         self.backend = backend
+        self.recommended = dict(recommended or {})
+        """Relevance settings the editor's folder recommends (``relevance_settings.json``, e.g. iqr_ratio),
+        used by the scene pipeline and the demo unless the user sets them."""
 
     # --- relevance -------------------------------------------------------------------------------------
     def relevance(
@@ -160,12 +189,23 @@ class RelevanceEditor:
         image: torch.Tensor,
         instruction: str,
         *,
-        t_rel: float = 0.8,
-        iqr_ratio: float = 1.5,
+        t_rel: float = DEFAULTS.t_rel,
+        iqr_ratio: float = DEFAULTS.iqr_ratio,
         num_draws: int = 1,
         generator: torch.Generator | None = None,
     ) -> RelevanceResult:
-        """Relevance map of ``instruction`` on ``image`` (eq. 2-3)."""
+        """Relevance map of ``instruction`` on ``image`` (eq. 2-3).
+
+        Args:
+            image (torch.Tensor): (B, 3, H, W) in [0, 1].
+            instruction (str): the editing instruction.
+            t_rel (float, default DEFAULTS.t_rel): noise level in (0, 1] at which the two branches are
+                compared.
+            iqr_ratio (float, default DEFAULTS.iqr_ratio): outlier fence of the IQR clamp (eq. 3).
+            num_draws (int, default 1): noise draws averaged into the map.
+            generator (torch.Generator | None, default None): source of the noise (seed it for reproducible
+                maps).
+        """
         validate_edit_settings(instruction, t_rel=t_rel, iqr_ratio=iqr_ratio, num_draws=num_draws)
         _check_images(image, "image")
         padded, size = pad_to_multiple(image, self.backend.vae_scale_factor)
@@ -196,17 +236,18 @@ class RelevanceEditor:
         *,
         condition_image: torch.Tensor | None = None,
         relevance: torch.Tensor | None = None,
-        mask_threshold: float = 0.5,
-        text_guidance: float = 7.5,
-        image_guidance: float = 1.5,
-        num_steps: int = 100,
-        start_noise: float = 1.0,
+        mask_threshold: float = DEFAULTS.mask_threshold,
+        text_guidance: float = DEFAULTS.text_guidance,
+        image_guidance: float = DEFAULTS.image_guidance,
+        num_steps: int = DEFAULTS.num_steps,
+        start_noise: float = DEFAULTS.start_noise,
         composite_source: torch.Tensor | None = None,
-        t_rel: float = 0.8,
-        iqr_ratio: float = 1.5,
+        t_rel: float = DEFAULTS.t_rel,
+        iqr_ratio: float = DEFAULTS.iqr_ratio,
         generator: Generators = None,
         progress: bool = False,
         crop: CropSettings | None = None,
+        region: torch.Tensor | None = None,
     ) -> EditResult:
         """Relevance-guided edit (eq. 4-5) with a final full-resolution composite.
 
@@ -215,24 +256,35 @@ class RelevanceEditor:
         t_rel and the conditioning image is ``image``, it comes from the sampler's first UNet call.
 
         Args:
-            image: (B, 3, H, W) in [0, 1], the image(s) to edit (all denoised in one batched UNet call).
-            instruction: the edit instruction.
-            condition_image: what IP2P is conditioned on (default ``image``).
-            relevance: (B, 1, H, W) relevance in [0, 1] to use instead of computing it.
-            mask_threshold: tau; pixels with relevance >= tau may change (0: plain IP2P).
-            text_guidance: s_T of eq. 1.
-            image_guidance: s_I of eq. 1.
-            num_steps: DDIM steps.
-            start_noise: 1.0 starts from pure noise; below 1 the input is noised to that level.
-            composite_source: the pixels pasted back outside the mask (default ``image``).
-            t_rel: noise level of the relevance map (eq. 2).
-            iqr_ratio: the IQR clamp's ratio (eq. 3).
-            generator: one CPU generator for the batch, or a list with one per image; with a list every image
+            image (torch.Tensor): (B, 3, H, W) in [0, 1], the image(s) to edit (all denoised in one batched
+                UNet call).
+            instruction (str): the edit instruction.
+            condition_image (torch.Tensor | None, default None): what IP2P is conditioned on (default
+                ``image``).
+            relevance (torch.Tensor | None, default None): (B, 1, H, W) relevance in [0, 1] to use instead of
+                computing it.
+            mask_threshold (float, default DEFAULTS.mask_threshold): tau; pixels with relevance >= tau may
+                change (0: plain IP2P).
+            text_guidance (float, default DEFAULTS.text_guidance): s_T of eq. 1.
+            image_guidance (float, default DEFAULTS.image_guidance): s_I of eq. 1.
+            num_steps (int, default DEFAULTS.num_steps): DDIM steps.
+            start_noise (float, default DEFAULTS.start_noise): 1.0 starts from pure noise; below 1 the input
+                is noised to that level.
+            composite_source (torch.Tensor | None, default None): the pixels pasted back outside the mask
+                (default ``image``).
+            t_rel (float, default DEFAULTS.t_rel): noise level of the relevance map (eq. 2).
+            iqr_ratio (float, default DEFAULTS.iqr_ratio): the IQR clamp's ratio (eq. 3).
+            generator (Generators, default None): one CPU generator for the batch, or a list with one per
+                image; with a list every image
                 draws its noise from its own generator, so a batch gives what its images give one by one.
-            progress: show a progress bar over the denoising steps.
-            crop: crop-to-relevance (``crop.py``): denoise only a window around each image's mask and paste
+            progress (bool, default False): show a progress bar over the denoising steps.
+            crop (CropSettings | None, default None): crop-to-relevance (``crop.py``): denoise only a window
+                around each image's mask and paste
                 it back (the same noise values land on the same latent cells as without cropping). Images
                 whose mask is empty come back as ``composite_source`` without any model call.
+            region (torch.Tensor | None, default None): (B, 1, H, W) bool or {0, 1} float, where the user
+                allows changes: the mask becomes
+                (relevance >= tau) within the region, so every pixel outside it is ``composite_source``'s.
         """
         validate_edit_settings(
             instruction,
@@ -252,6 +304,10 @@ class RelevanceEditor:
         if relevance is not None:
             _check_images(relevance, "relevance", channels=1)
             _check_same_size(image, relevance, "relevance")
+        if region is not None:
+            region = region.float()
+            _check_images(region, "region", channels=1)
+            _check_same_size(image, region, "region")
         _check_generators(generator, image.shape[0])
         source = image if composite_source is None else composite_source
         backend, factor = self.backend, self.backend.vae_scale_factor
@@ -270,14 +326,19 @@ class RelevanceEditor:
             t_rel=t_rel,
             iqr_ratio=iqr_ratio,
             progress=progress,
+            region=None if region is None else pad_to_multiple(region, factor)[0],
         )
         with oom_advice():
             noise = _draw_noise(latent_shape, generator)  # first draw: the sampler's fixed epsilon
             if crop is None:
                 return self._edit_frame(padded, size, cond_padded, relevance, source, noise, job, generator)
+            latent_relevance = None  # given pixel relevance: its latent mask is pooled, as uncropped
             if relevance is None:
-                relevance = self._relevance_before_edit(padded, size, cond_padded, noise, job, generator)
-            return self._edit_cropped(padded, size, cond_padded, relevance, source, noise, job, crop)
+                found = self._relevance_before_edit(padded, size, cond_padded, noise, job, generator)
+                relevance, latent_relevance = found.pixel, found.latent
+            return self._edit_cropped(
+                padded, size, cond_padded, relevance, latent_relevance, source, noise, job, crop
+            )
 
     def _edit_frame(
         self,
@@ -289,8 +350,11 @@ class RelevanceEditor:
         noise: torch.Tensor,
         job: _Job,
         generator: Generators,
+        latent_relevance: torch.Tensor | None = None,
     ) -> EditResult:
-        """The edit of whole (padded) frames; ``cond_padded is padded`` when the image conditions itself."""
+        """The edit of whole (padded) frames; ``cond_padded is padded`` when the image conditions itself.
+        Given pixel ``relevance``, the latent mask is ``latent_relevance >= tau`` when that is given (a
+        computed map's own latent grid), else the pixel map average-pooled to the latent grid."""
         backend, factor = self.backend, self.backend.vae_scale_factor
         own_condition = cond_padded is padded
         z0 = backend.encode(padded)
@@ -301,7 +365,9 @@ class RelevanceEditor:
         # when that call sees the very latent relevance would (same image, same noise, same level).
         found: list[RelevanceResult] = []
         if relevance is not None:
-            latent_map = F.avg_pool2d(pad_to_multiple(relevance, factor)[0].to(z0.device), factor)
+            latent_map = latent_relevance
+            if latent_map is None:
+                latent_map = F.avg_pool2d(pad_to_multiple(relevance, factor)[0].to(z0.device), factor)
             found.append(RelevanceResult(latent=latent_map, pixel=relevance))
         elif not job.relevance_from_first_call(own_condition, backend.num_train_timesteps):
             latent_map = self._separate_relevance(
@@ -312,9 +378,13 @@ class RelevanceEditor:
         def mask_from_first_step(preds: NoisePredictions) -> torch.Tensor:
             latent = postprocess(relevance_from_noise(preds), job.iqr_ratio)
             found.append(self._result(latent, padded.shape[-2:], size, z0.device))
-            return latent >= job.mask_threshold
+            return job.within_region(latent >= job.mask_threshold, latent=True)
 
-        latent_mask = found[0].latent.to(z0.device) >= job.mask_threshold if found else mask_from_first_step
+        latent_mask = (
+            job.within_region(found[0].latent.to(z0.device) >= job.mask_threshold, latent=True)
+            if found
+            else mask_from_first_step
+        )
         with _progress_bar(job.progress, "relevance-guided edit") as callback:
             latents = masked_ddim(
                 backend,
@@ -331,7 +401,7 @@ class RelevanceEditor:
             )
         decoded = crop(backend.decode(latents), size)
         pixel_relevance = found[0].pixel.to(source.device)
-        pixel_mask = pixel_relevance >= job.mask_threshold
+        pixel_mask = job.within_region(pixel_relevance >= job.mask_threshold)
         edited = torch.where(pixel_mask, decoded.to(source.device, source.dtype), source)
         return EditResult(image=edited, relevance=pixel_relevance, mask=pixel_mask)
 
@@ -367,9 +437,10 @@ class RelevanceEditor:
         noise: torch.Tensor,
         job: _Job,
         generator: Generators,
-    ) -> torch.Tensor:
-        """The full-frame pixel relevance a crop needs, from the draws the uncropped edit would use: the
-        sampler's noise at the first step when relevance would come from the first guidance call."""
+    ) -> RelevanceResult:
+        """The full-frame relevance (latent grid and pixels) a crop needs, from the draws the uncropped edit
+        would use: the sampler's noise at the first step when relevance would come from the first guidance
+        call."""
         backend = self.backend
         z0 = backend.encode(padded)
         condition = backend.encode_condition(cond_padded)
@@ -381,7 +452,7 @@ class RelevanceEditor:
             latent = postprocess(relevance_from_noise(preds), job.iqr_ratio)
         else:
             latent = self._separate_relevance(z0, padded, cond_padded, condition, embeddings, job, generator)
-        return self._result(latent, padded.shape[-2:], size, padded.device).pixel
+        return self._result(latent, padded.shape[-2:], size, padded.device)
 
     def _edit_cropped(
         self,
@@ -389,16 +460,19 @@ class RelevanceEditor:
         size: tuple[int, int],
         cond_padded: torch.Tensor,
         relevance: torch.Tensor,
+        latent_relevance: torch.Tensor | None,
         source: torch.Tensor,
         noise: torch.Tensor,
         job: _Job,
         settings: CropSettings,
     ) -> EditResult:
         """Crop-to-relevance: one batched edit of the crops (``crop.crop_boxes``) of the images whose mask is
-        not empty, pasted into the padded source; every pixel outside a mask stays ``source``'s."""
+        not empty, pasted into the padded source; every pixel outside a mask stays ``source``'s. A computed
+        map's latent mask is the window of its own latent map (what the uncropped edit thresholds), so a
+        crop box covering the whole frame edits exactly as without cropping."""
         factor = self.backend.vae_scale_factor
         relevance = relevance.to(source.device)
-        mask = relevance >= job.mask_threshold
+        mask = job.within_region(relevance >= job.mask_threshold)
         boxes = crop_boxes(mask, factor, settings)
         keep = [(i, box) for i, box in enumerate(boxes) if box is not None]
         if not keep:  # nothing to edit anywhere: no model call at all
@@ -419,8 +493,9 @@ class RelevanceEditor:
             windows(pad_to_multiple(relevance, factor)[0]),
             windows(source_padded),
             windows(noise, latent=True),
-            job,
+            job if job.region is None else replace(job, region=windows(job.region.to(source.device))),
             None,
+            None if latent_relevance is None else windows(latent_relevance.to(noise.device), latent=True),
         )
         out = source_padded.clone()
         for (i, box), edited in zip(keep, part.image, strict=True):
@@ -432,16 +507,26 @@ class RelevanceEditor:
         image: torch.Tensor,
         instruction: str,
         *,
-        text_guidance: float = 7.5,
-        image_guidance: float = 1.5,
-        num_steps: int = 100,
-        start_noise: float = 1.0,
+        text_guidance: float = DEFAULTS.text_guidance,
+        image_guidance: float = DEFAULTS.image_guidance,
+        num_steps: int = DEFAULTS.num_steps,
+        start_noise: float = DEFAULTS.start_noise,
         generator: torch.Generator | None = None,
         progress: bool = False,
     ) -> torch.Tensor:
         """Plain InstructPix2Pix (DDIM, eq. 1) without relevance: the baseline ``--compare`` shows.
 
         Draws the same initial noise as :meth:`edit` for the same generator state.
+
+        Args:
+            image (torch.Tensor): (B, 3, H, W) in [0, 1].
+            instruction (str): the editing instruction.
+            text_guidance (float, default DEFAULTS.text_guidance): s_T of eq. 1.
+            image_guidance (float, default DEFAULTS.image_guidance): s_I of eq. 1.
+            num_steps (int, default DEFAULTS.num_steps): DDIM steps.
+            start_noise (float, default DEFAULTS.start_noise): start noise level (1.0: from pure noise).
+            generator (torch.Generator | None, default None): source of the noise.
+            progress (bool, default False): show a progress bar.
         """
         validate_edit_settings(
             instruction,
@@ -504,11 +589,18 @@ def load_editor(
     """A :class:`RelevanceEditor` over InstructPix2Pix loaded from a hub id or a local directory.
 
     Args:
-        model: hub id or local directory written by ``save_pretrained``.
-        device: where the UNet and the VAE run.
-        precision: fp32 or fp16 weights.
-        memory: memory-saving options (``MemoryOptions.low_memory()`` for consumer GPUs); default none.
+        model (str | Path, default DEFAULT_MODEL): hub id or local directory written by ``save_pretrained``.
+        device (str | torch.device, default 'cpu'): where the UNet and the VAE run.
+        precision (Literal['fp32', 'fp16'], default 'fp32'): fp32 or fp16 weights.
+        memory (MemoryOptions | None, default None): memory-saving options (``MemoryOptions.low_memory()`` for
+            consumer GPUs); default none.
+
+    The editor carries the relevance settings its folder recommends (``relevance_settings.json`` beside
+    ``model_index.json``, :func:`~relevance_nerf2nerf.diffusion.settings.editor_relevance_settings`) in
+    ``recommended``.
     """
     from relevance_nerf2nerf.diffusion.ip2p import load_backend
 
-    return RelevanceEditor(load_backend(model, device=device, precision=precision, memory=memory))
+    recommended = editor_relevance_settings(model)  # a bad settings file is refused before the weights load
+    backend = load_backend(model, device=device, precision=precision, memory=memory)
+    return RelevanceEditor(backend, recommended)

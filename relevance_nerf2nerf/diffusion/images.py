@@ -19,14 +19,9 @@ from relevance_nerf2nerf.errors import InvalidInputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
-# A perceptually ordered dark-to-bright colour map (samples of matplotlib's "inferno"), linearly interpolated.
-_INFERNO = np.array(
-    [
-        [0, 0, 4], [31, 12, 72], [85, 15, 109], [136, 34, 106], [186, 54, 85],
-        [227, 89, 51], [249, 140, 10], [249, 201, 50], [252, 255, 164],
-    ],
-    dtype=np.float64,
-)  # fmt: skip
+RELEVANCE_COLORMAP = "turbo"
+"""matplotlib colour map of relevance heatmaps: the map nerfstudio's viewer and ``ns-render`` apply to
+one-channel outputs by default, so the CLI's heatmaps, contact sheets and rendered relevance look alike."""
 
 
 # Default size guard of the editor, in megapixels, by device type: about the largest image that edits in a
@@ -39,8 +34,9 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.T
     """Read a PNG/JPEG into (1, 3, H, W) float32 in [0, 1]; alpha is composited on white.
 
     Args:
-        path: the image file.
-        size: (height, width) to resize to (antialiased bicubic), e.g. from :func:`fit_megapixels`;
+        path (str | Path): the image file.
+        size (tuple[int, int] | None, default None): (height, width) to resize to (antialiased bicubic), e.g.
+            from :func:`fit_megapixels`;
             default: the file's own size.
     """
     path = Path(path)
@@ -62,10 +58,20 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """(height, width) of an image file from its header, without decoding the pixels.
 
     Args:
-        path: the image file.
+        path (str | Path): the image file.
     """
     with _open_image(Path(path)) as img:
         return img.height, img.width
+
+
+def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """A mask image (white = on) as (1, 1, H, W) bool: the mean of its channels is at least one half.
+
+    Args:
+        path (str | Path): the image file (PNG or JPEG, any mode; transparency counts as white).
+        size (tuple[int, int] | None, default None): (height, width) to resize to first; default its own.
+    """
+    return load_image(path, size=size).mean(dim=1, keepdim=True) >= 0.5
 
 
 def _open_image(path: Path):
@@ -90,9 +96,9 @@ def fit_megapixels(height: int, width: int, max_megapixels: float) -> tuple[int,
     """The largest (height, width) with the same aspect ratio and at most ``max_megapixels``.
 
     Args:
-        height: image height in pixels.
-        width: image width in pixels.
-        max_megapixels: the limit (1 MP = 10^6 pixels).
+        height (int): image height in pixels.
+        width (int): image width in pixels.
+        max_megapixels (float): the limit (1 MP = 10^6 pixels).
 
     Returns the size unchanged when it is within the limit.
     """
@@ -109,11 +115,11 @@ def check_megapixels(height: int, width: int, max_megapixels: float, what: str, 
     """Raise :class:`InvalidInputError` (one line) when an image is larger than ``max_megapixels``.
 
     Args:
-        height: image height in pixels.
-        width: image width in pixels.
-        max_megapixels: the limit (1 MP = 10^6 pixels).
-        what: what the image is, e.g. "image 'photo.png' on cpu".
-        advice: what to do instead, naming the flags (may use ``{fit}``: the size that fits, as WxH).
+        height (int): image height in pixels.
+        width (int): image width in pixels.
+        max_megapixels (float): the limit (1 MP = 10^6 pixels).
+        what (str): what the image is, e.g. "image 'photo.png' on cpu".
+        advice (str): what to do instead, naming the flags (may use ``{fit}``: the size that fits, as WxH).
     """
     if height * width <= max_megapixels * 1e6:
         return
@@ -139,20 +145,44 @@ def _to_rgb_array(img) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) or (1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
+def to_uint8(values: torch.Tensor) -> torch.Tensor:
+    """Quantise floats in [0, 1] to uint8, rounding to nearest (values outside are clamped).
+
+    The one float-to-byte conversion of the package: images, relevance maps and stored edit state all go
+    through it. Shape and device are kept; half precision is computed in float32 so that rounding does
+    not depend on the input's precision.
+
+    Args:
+        values (torch.Tensor): floats in [0, 1], any shape, any device.
+    """
+    values = values.detach()
+    values = values.to(torch.promote_types(values.dtype, torch.float32))
+    return values.clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def image_to_array(image: torch.Tensor) -> np.ndarray:
+    """An image as a PIL-ready array: (3, H, W) or (1, 3, H, W) floats in [0, 1] -> (H, W, 3) uint8.
+
+    Args:
+        image (torch.Tensor): one image, channels first, in [0, 1].
+    """
     if image.dim() == 4:
         image = image[0]
-    array = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return np.ascontiguousarray(array)
+    return np.ascontiguousarray(to_uint8(image).permute(1, 2, 0).cpu().numpy())
 
 
 def save_image(image: torch.Tensor | np.ndarray, path: str | Path) -> Path:
-    """Write an image ((1,)3,H,W float tensor in [0, 1] or (H,W[,3]) uint8 array) as PNG or JPEG."""
+    """Write an image ((1,)3,H,W float tensor in [0, 1] or (H,W[,3]) uint8 array) as PNG or JPEG.
+
+    Args:
+        image (torch.Tensor | np.ndarray): a (3, H, W) or (1, 3, H, W) float tensor in [0, 1], or an (H, W) /
+            (H, W, 3) uint8 array.
+        path (str | Path): the file to write; its suffix picks the format, its folder is created.
+    """
     from PIL import Image
 
     path = Path(path)
-    array = image if isinstance(image, np.ndarray) else to_uint8(image)
+    array = image if isinstance(image, np.ndarray) else image_to_array(image)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
     return path
@@ -162,6 +192,10 @@ def pad_to_multiple(images: torch.Tensor, factor: int) -> tuple[torch.Tensor, tu
     """Pad (B,C,H,W) on the bottom/right to multiples of ``factor``; returns the padded tensor and (H, W).
 
     Reflect padding where the image is large enough, edge replication otherwise.
+
+    Args:
+        images (torch.Tensor): (B, C, H, W) images.
+        factor (int): the latent grid factor the sides must be multiples of.
     """
     h, w = images.shape[-2:]
     pad_h, pad_w = (-h) % factor, (-w) % factor
@@ -172,34 +206,59 @@ def pad_to_multiple(images: torch.Tensor, factor: int) -> tuple[torch.Tensor, tu
 
 
 def crop(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Undo :func:`pad_to_multiple`."""
+    """Undo :func:`pad_to_multiple`.
+
+    Args:
+        images (torch.Tensor): (..., H', W') padded images.
+        size (tuple[int, int]): the (height, width) before padding.
+    """
     return images[..., : size[0], : size[1]]
 
 
 def colorize(relevance: torch.Tensor) -> np.ndarray:
-    """Relevance map ((1,)(1,)H,W in [0, 1]) -> (H, W, 3) uint8 heatmap (bright = relevant)."""
-    values = relevance.detach().float().reshape(relevance.shape[-2:]).clamp(0, 1).cpu().numpy()
-    position = values * (len(_INFERNO) - 1)
-    low = np.floor(position).astype(int).clip(0, len(_INFERNO) - 2)
-    frac = (position - low)[..., None]
-    rgb = _INFERNO[low] * (1 - frac) + _INFERNO[low + 1] * frac
-    return np.round(rgb).astype(np.uint8)
+    """Relevance map -> (H, W, 3) uint8 heatmap in :data:`RELEVANCE_COLORMAP` (bright = relevant).
+
+    The same lookup as nerfstudio's ``apply_float_colormap`` (256 entries of matplotlib's table, value
+    times 255 truncated), so a map here matches the viewer's and ``ns-render``'s colours.
+
+    Args:
+        relevance (torch.Tensor): (H, W), (1, H, W) or (1, 1, H, W) values in [0, 1]; NaN counts as 0.
+    """
+    import matplotlib
+
+    values = relevance.detach().float().reshape(relevance.shape[-2:]).cpu().nan_to_num(0.0).clamp(0, 1)
+    table = torch.tensor(matplotlib.colormaps[RELEVANCE_COLORMAP].colors)
+    return to_uint8(table[(values * 255).long()]).numpy()
 
 
 def mask_to_uint8(mask: torch.Tensor) -> np.ndarray:
-    """Bool mask ((1,)(1,)H,W) -> (H, W) uint8, 255 inside."""
+    """Bool mask ((1,)(1,)H,W) -> (H, W) uint8, 255 inside.
+
+    Args:
+        mask (torch.Tensor): a boolean (H, W), (1, H, W) or (1, 1, H, W) mask.
+    """
     return (mask.detach().reshape(mask.shape[-2:]).cpu().numpy().astype(np.uint8)) * 255
 
 
 def side_by_side(panels: Sequence[np.ndarray]) -> np.ndarray:
-    """Concatenate (H, W, 3) uint8 panels horizontally."""
+    """Concatenate (H, W, 3) uint8 panels horizontally.
+
+    Args:
+        panels (Sequence[np.ndarray]): (H, W, 3) uint8 images of the same height.
+    """
     return np.concatenate(list(panels), axis=1)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB of two images (or pixel sets) in [0, 1], computed in float32.
 
-    Identical inputs are capped at 100 dB.
+    torchmetrics' ``peak_signal_noise_ratio`` with data range 1 over all elements; identical inputs are
+    capped at 100 dB (a mean squared error of 1e-10) so that averages stay finite.
+
+    Args:
+        a (torch.Tensor): values in [0, 1], any shape.
+        b (torch.Tensor): values in [0, 1], the same shape as ``a``.
     """
-    mse = (a.float() - b.float()).pow(2).mean().item()
-    return -10.0 * math.log10(max(mse, 1e-10))
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    return min(float(peak_signal_noise_ratio(a.float(), b.float(), data_range=1.0)), 100.0)

@@ -60,7 +60,11 @@ class MemoryOptions:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """Parse a device string and check that it is usable here."""
+    """Parse a device string and check that it is usable here.
+
+    Args:
+        device (str | torch.device): e.g. "cpu", "cuda", "cuda:1" or a ``torch.device``.
+    """
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -125,10 +129,10 @@ class InstructPix2PixBackend:
         """Load the components from a hub id or a ``save_pretrained`` directory.
 
         Args:
-            model: hub id or local directory.
-            device: where the UNet and the VAE run.
-            precision: fp32 or fp16 weights.
-            memory: memory-saving options (default: none).
+            model (str | Path, default DEFAULT_MODEL): hub id or local directory.
+            device (str | torch.device, default 'cpu'): where the UNet and the VAE run.
+            precision (Precision, default 'fp32'): fp32 or fp16 weights.
+            memory (MemoryOptions | None, default None): memory-saving options (default: none).
 
         Raises :class:`ModelNotFoundError` (one line, with the fix) when they cannot be loaded.
         """
@@ -176,7 +180,7 @@ class InstructPix2PixBackend:
         """Switch on the memory savings ``options`` asks for (options already on stay on).
 
         Args:
-            options: which savings to apply.
+            options (MemoryOptions): which savings to apply.
         """
         if options.attention_slicing:
             self.unet.set_attention_slice("auto")
@@ -193,12 +197,20 @@ class InstructPix2PixBackend:
     # --- EditorBackend -------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] -> z_0 = scaling_factor * mode of the VAE posterior (deterministic)."""
+        """Images in [0, 1] -> z_0 = scaling_factor * mode of the VAE posterior (deterministic).
+
+        Args:
+            images (torch.Tensor): (B, 3, H, W) in [0, 1], sides multiples of the latent factor.
+        """
         return self._posterior_mode(images) * self.scaling_factor
 
     @torch.no_grad()
     def encode_condition(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] -> unscaled conditioning latents, as diffusers' IP2P pipeline makes them."""
+        """Images in [0, 1] -> unscaled conditioning latents, as diffusers' IP2P pipeline makes them.
+
+        Args:
+            images (torch.Tensor): (B, 3, H, W) in [0, 1], sides multiples of the latent factor.
+        """
         return self._posterior_mode(images)
 
     def _posterior_mode(self, images: torch.Tensor) -> torch.Tensor:
@@ -207,14 +219,22 @@ class InstructPix2PixBackend:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latents -> images in [0, 1] (float32)."""
+        """Scaled latents -> images in [0, 1] (float32).
+
+        Args:
+            latents (torch.Tensor): (B, 4, h, w) scaled latents.
+        """
         x = self.vae.decode(latents.to(self.device, self.dtype) / self.scaling_factor, return_dict=False)[0]
         return (x.float() * 0.5 + 0.5).clamp(0, 1)
 
     @torch.no_grad()
     def text_embeddings(self, instruction: str) -> torch.Tensor:
         """[instruction, ""] through the CLIP text encoder, each encoded on its own as diffusers does; cached
-        on the UNet's device (only the latest instruction is kept)."""
+        on the UNet's device (only the latest instruction is kept).
+
+        Args:
+            instruction (str): the editing instruction.
+        """
         if instruction not in self._text_cache:
             embeds = [self._encode_text(text) for text in (instruction, "")]
             self._text_cache = {instruction: torch.cat(embeds).to(self.device, self.dtype)}
@@ -236,7 +256,15 @@ class InstructPix2PixBackend:
         text_embeddings: torch.Tensor,
         with_uncond: bool = True,
     ) -> NoisePredictions:
-        """One UNet call over the branches [text, img(, uncond)]; epsilon predictions in float32."""
+        """One UNet call over the branches [text, img(, uncond)]; epsilon predictions in float32.
+
+        Args:
+            z_t (torch.Tensor): noisy latents, cast to the UNet's device and precision.
+            t (int): timestep of ``z_t``.
+            condition (torch.Tensor): the inputs' conditioning latents (:meth:`encode_condition`).
+            text_embeddings (torch.Tensor): [instruction, ""] (:meth:`text_embeddings`), shared by the batch.
+            with_uncond (bool, default True): add the unconditional branch (zero image, empty text).
+        """
         b = z_t.shape[0]
         text, empty = (e.expand(b, -1, -1) for e in text_embeddings.to(self.device, self.dtype).split(1))
         z = z_t.to(self.device, self.dtype)
@@ -265,5 +293,13 @@ def load_backend(
     precision: Precision = "fp32",
     memory: MemoryOptions | None = None,
 ) -> InstructPix2PixBackend:
-    """Shorthand for :meth:`InstructPix2PixBackend.from_pretrained`."""
+    """Shorthand for :meth:`InstructPix2PixBackend.from_pretrained`.
+
+    Args:
+        model (str | Path, default DEFAULT_MODEL): a hub id or a local folder written by ``save_pretrained``.
+        device (str | torch.device, default 'cpu'): where the model runs.
+        precision (Precision, default 'fp32'): "fp32" or "fp16".
+        memory (MemoryOptions | None, default None): memory-saving options (sliced attention, VAE tiling, text
+            encoder on the CPU); None: off.
+    """
     return InstructPix2PixBackend.from_pretrained(model, device=device, precision=precision, memory=memory)

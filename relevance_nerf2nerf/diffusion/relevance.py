@@ -13,34 +13,30 @@ import torch.nn.functional as F
 
 from relevance_nerf2nerf.diffusion.backend import EditorBackend, NoisePredictions
 from relevance_nerf2nerf.diffusion.sampler import add_noise, level_to_timestep
-from relevance_nerf2nerf.errors import InvalidInputError
+from relevance_nerf2nerf.diffusion.settings import DEFAULTS, check_iqr_ratio  # noqa: F401 (re-exported)
 
 SCENE_IQR_RATIO = 2.0
 """IQR ratio of the scene pipeline's per-view maps: the authors' scene code uses 2 (paper's 2D maps: 1.5)."""
 
 
-def check_iqr_ratio(ratio: float, name: str = "IQR ratio") -> None:
-    """Refuse a relevance IQR ratio that is not a positive finite number, in one line naming ``name``: the
-    one rule for 2D edits and scenes (at 0 every value above the upper quartile would saturate to 1).
+def relevance_from_noise(preds: NoisePredictions) -> torch.Tensor:
+    """Eq. 3 before post-processing: mean over channels of |eps_text - eps_img|, shape (B,1,h,w), float32.
 
     Args:
-        ratio (float): the outlier fence r of eq. 3.
-        name (str, default "IQR ratio"): what set it, e.g. the flag ``--pipeline.relevance-iqr-ratio``.
+        preds (NoisePredictions): the UNet's text and image branch predictions.
     """
-    if not 0.0 < ratio < float("inf"):
-        raise InvalidInputError(f"{name} must be a positive number, got {ratio}")
-
-
-def relevance_from_noise(preds: NoisePredictions) -> torch.Tensor:
-    """Eq. 3 before post-processing: mean over channels of |eps_text - eps_img|, shape (B,1,h,w), float32."""
     return (preds.eps_text.float() - preds.eps_img.float()).abs().mean(dim=1, keepdim=True)
 
 
-def iqr_clamp(maps: torch.Tensor, ratio: float = 1.5) -> torch.Tensor:
+def iqr_clamp(maps: torch.Tensor, ratio: float = DEFAULTS.iqr_ratio) -> torch.Tensor:
     """Clamp each map (B,1,h,w) to [Q1 - ratio * IQR, Q3 + ratio * IQR] (both tails, linear quantiles).
 
     A map whose IQR is zero (at least half of its values equal) is left as is: the rule would flatten it
     to a constant and erase a small relevant region.
+
+    Args:
+        maps (torch.Tensor): (B, 1, h, w) raw maps.
+        ratio (float, default DEFAULTS.iqr_ratio): the fence in interquartile ranges.
     """
     flat = maps.flatten(1).float()
     q1, q3 = torch.quantile(flat, torch.tensor([0.25, 0.75], device=flat.device), dim=1)
@@ -51,7 +47,11 @@ def iqr_clamp(maps: torch.Tensor, ratio: float = 1.5) -> torch.Tensor:
 
 
 def normalize(maps: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise each map (B,1,h,w) to [0, 1]; a constant map becomes all zeros."""
+    """Min-max normalise each map (B,1,h,w) to [0, 1]; a constant map becomes all zeros.
+
+    Args:
+        maps (torch.Tensor): (B, 1, h, w) maps.
+    """
     flat = maps.flatten(1).float()
     low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
     span = high - low
@@ -59,13 +59,23 @@ def normalize(maps: torch.Tensor) -> torch.Tensor:
     return out.view_as(maps)
 
 
-def postprocess(raw: torch.Tensor, iqr_ratio: float = 1.5) -> torch.Tensor:
-    """Raw |eps_text - eps_img| map -> relevance in [0, 1]: IQR clamp, then normalisation."""
+def postprocess(raw: torch.Tensor, iqr_ratio: float = DEFAULTS.iqr_ratio) -> torch.Tensor:
+    """Raw |eps_text - eps_img| map -> relevance in [0, 1]: IQR clamp, then normalisation.
+
+    Args:
+        raw (torch.Tensor): (B, 1, h, w) raw maps.
+        iqr_ratio (float, default DEFAULTS.iqr_ratio): the IQR clamp's fence.
+    """
     return normalize(iqr_clamp(raw, iqr_ratio))
 
 
 def upsample(latent_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Latent-grid map -> pixel resolution (bilinear, half-pixel centres), kept in [0, 1]."""
+    """Latent-grid map -> pixel resolution (bilinear, half-pixel centres), kept in [0, 1].
+
+    Args:
+        latent_map (torch.Tensor): (B, 1, h, w) map in [0, 1].
+        size (tuple[int, int]): (H, W) pixel size.
+    """
     return F.interpolate(latent_map, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
 
 
@@ -75,7 +85,7 @@ def raw_relevance(
     condition: torch.Tensor,
     text_embeddings: torch.Tensor,
     *,
-    t_rel: float = 0.8,
+    t_rel: float = DEFAULTS.t_rel,
     num_draws: int = 1,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -83,6 +93,15 @@ def raw_relevance(
 
     Each draw runs one two-branch UNet call (no unconditional branch) on z_0 noised to t_rel. Noise is drawn
     on the CPU from ``generator`` so results do not depend on the device.
+
+    Args:
+        backend (EditorBackend): the editor's model.
+        z0 (torch.Tensor): scaled latents of the images.
+        condition (torch.Tensor): unscaled conditioning latents.
+        text_embeddings (torch.Tensor): [instruction, empty] embeddings.
+        t_rel (float, default DEFAULTS.t_rel): noise level in (0, 1].
+        num_draws (int, default 1): noise draws averaged.
+        generator (torch.Generator | None, default None): source of the noise.
     """
     t = level_to_timestep(t_rel, backend.num_train_timesteps)
     alpha = backend.alphas_cumprod[t]
@@ -102,13 +121,24 @@ def compute_relevance(
     condition: torch.Tensor,
     text_embeddings: torch.Tensor,
     *,
-    t_rel: float = 0.8,
-    iqr_ratio: float = 1.5,
+    t_rel: float = DEFAULTS.t_rel,
+    iqr_ratio: float = DEFAULTS.iqr_ratio,
     num_draws: int = 1,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Relevance on the latent grid, (B,1,h,w) in [0, 1], from z_0 noised to t_rel: :func:`raw_relevance`
-    (the draws averaged before clamping and normalising), then :func:`postprocess`."""
+    (the draws averaged before clamping and normalising), then :func:`postprocess`.
+
+    Args:
+        backend (EditorBackend): the editor's model.
+        z0 (torch.Tensor): scaled latents of the images.
+        condition (torch.Tensor): unscaled conditioning latents.
+        text_embeddings (torch.Tensor): [instruction, empty] embeddings.
+        t_rel (float, default DEFAULTS.t_rel): noise level in (0, 1].
+        iqr_ratio (float, default DEFAULTS.iqr_ratio): the IQR clamp's fence.
+        num_draws (int, default 1): noise draws averaged.
+        generator (torch.Generator | None, default None): source of the noise.
+    """
     raw = raw_relevance(
         backend, z0, condition, text_embeddings, t_rel=t_rel, num_draws=num_draws, generator=generator
     )

@@ -14,13 +14,19 @@ from collections.abc import Callable
 import torch
 
 from relevance_nerf2nerf.diffusion.backend import EditorBackend, NoisePredictions
+from relevance_nerf2nerf.diffusion.settings import DEFAULTS
 from relevance_nerf2nerf.errors import InvalidInputError
 
 MaskSource = torch.Tensor | Callable[[NoisePredictions], torch.Tensor] | None
 
 
 def level_to_timestep(level: float, num_train_timesteps: int) -> int:
-    """Noise level in [0, 1] -> integer training timestep ``round(level * (T - 1))``."""
+    """Noise level in [0, 1] -> integer training timestep ``round(level * (T - 1))``.
+
+    Args:
+        level (float): noise level in [0, 1].
+        num_train_timesteps (int): T, the scheduler's training timesteps.
+    """
     return int(round(level * (num_train_timesteps - 1)))
 
 
@@ -37,10 +43,11 @@ def ddim_timesteps(
     when the span holds fewer timesteps). Every timestep lies in [0, T - 1].
 
     Args:
-        num_steps: number of denoising steps N, 1 <= N <= T.
-        start_noise: noise level in (0, 1] of the first step (>= 1: from pure noise).
-        num_train_timesteps: T, the number of timesteps the model was trained on.
-        steps_offset: the scheduler config's ``steps_offset`` (1 for Stable Diffusion / IP2P).
+        num_steps (int): number of denoising steps N, 1 <= N <= T.
+        start_noise (float): noise level in (0, 1] of the first step (>= 1: from pure noise).
+        num_train_timesteps (int): T, the number of timesteps the model was trained on.
+        steps_offset (int, default 1): the scheduler config's ``steps_offset`` (1 for Stable Diffusion /
+            IP2P).
 
     Raises :class:`InvalidInputError` when N is outside [1, T].
     """
@@ -59,12 +66,24 @@ def ddim_timesteps(
 
 
 def add_noise(z0: torch.Tensor, noise: torch.Tensor, alpha_cumprod: torch.Tensor) -> torch.Tensor:
-    """Forward diffusion q(z_t | z_0): ``sqrt(a_t) z_0 + sqrt(1 - a_t) eps``."""
+    """Forward diffusion q(z_t | z_0): ``sqrt(a_t) z_0 + sqrt(1 - a_t) eps``.
+
+    Args:
+        z0 (torch.Tensor): clean latents.
+        noise (torch.Tensor): standard normal noise of the same shape.
+        alpha_cumprod (torch.Tensor): a_t, the cumulative alpha at t.
+    """
     return alpha_cumprod**0.5 * z0 + (1 - alpha_cumprod) ** 0.5 * noise
 
 
 def guided_noise(preds: NoisePredictions, text_guidance: float, image_guidance: float) -> torch.Tensor:
-    """Eq. 1: eps_uncond + s_I (eps_img - eps_uncond) + s_T (eps_text - eps_img) (diffusers' term order)."""
+    """Eq. 1: eps_uncond + s_I (eps_img - eps_uncond) + s_T (eps_text - eps_img) (diffusers' term order).
+
+    Args:
+        preds (NoisePredictions): the UNet's branch predictions.
+        text_guidance (float): s_T.
+        image_guidance (float): s_I.
+    """
     if preds.eps_uncond is None:
         raise ValueError("guidance needs the unconditional branch: call predict_noise(with_uncond=True)")
     return (
@@ -77,7 +96,14 @@ def guided_noise(preds: NoisePredictions, text_guidance: float, image_guidance: 
 def ddim_step(
     z_t: torch.Tensor, eps: torch.Tensor, alpha_t: torch.Tensor, alpha_prev: torch.Tensor
 ) -> torch.Tensor:
-    """Eq. 4, deterministic DDIM (eta = 0): the mask-unaware prediction z~_{t-1}."""
+    """Eq. 4, deterministic DDIM (eta = 0): the mask-unaware prediction z~_{t-1}.
+
+    Args:
+        z_t (torch.Tensor): latents at t.
+        eps (torch.Tensor): guided noise prediction at t.
+        alpha_t (torch.Tensor): cumulative alpha at t.
+        alpha_prev (torch.Tensor): cumulative alpha at t - 1.
+    """
     z0_pred = (z_t - (1 - alpha_t) ** 0.5 * eps) / alpha_t**0.5
     return alpha_prev**0.5 * z0_pred + (1 - alpha_prev) ** 0.5 * eps
 
@@ -91,8 +117,8 @@ def masked_ddim(
     timesteps: list[int],
     *,
     mask: MaskSource = None,
-    text_guidance: float = 7.5,
-    image_guidance: float = 1.5,
+    text_guidance: float = DEFAULTS.text_guidance,
+    image_guidance: float = DEFAULTS.image_guidance,
     from_pure_noise: bool = True,
     callback: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
@@ -103,6 +129,21 @@ def masked_ddim(
     sqrt(1 - a_{t-1}) eps. After each step z_{t-1} = M z~_{t-1} + (1 - M) z^_{t-1} at the t-1 level;
     the last step blends with z_0 itself. ``mask`` is a (B,1,h,w) bool latent mask, None (no blending:
     plain IP2P), or a callable that builds it from the first step's predictions (relevance sharing).
+
+    Args:
+        backend (EditorBackend): the editor's model.
+        z0 (torch.Tensor): scaled latents of the input.
+        condition (torch.Tensor): unscaled conditioning latents.
+        text_embeddings (torch.Tensor): [instruction, empty] embeddings.
+        noise (torch.Tensor): the fixed noise of the run (start latents and the noised input).
+        timesteps (list[int]): descending DDIM timesteps.
+        mask (MaskSource, default None): editable latents (1 = edit), a tensor or a per-step callable; None:
+            edit everything (plain IP2P).
+        text_guidance (float, default DEFAULTS.text_guidance): s_T.
+        image_guidance (float, default DEFAULTS.image_guidance): s_I.
+        from_pure_noise (bool, default True): start from ``noise`` (True) or from the input noised to the
+            first timestep.
+        callback (Callable[[int, int], None] | None, default None): called with (step, total) after each step.
     """
     alphas = backend.alphas_cumprod
     z = noise if from_pure_noise else add_noise(z0, noise, alphas[timesteps[0]])

@@ -4,7 +4,8 @@ A scene folder written by the generator holds ``masks/<object>/<frame>.png`` (25
 that pixel) and ``scene.json`` (the scene description). From them: the target object's colour change, its
 nearest named colour and its colour error to the requested colour (both against the object rendered in
 every named colour), the colour change of every NON-target object (over its pixels where the target is not
-seen), the PSNR / SSIM outside the target and the IoU of a relevance mask with the target.
+seen), the PSNR / SSIM outside the target, the paper's whole-image Edit PSNR and the IoU of a relevance mask
+with the target. Figures pool every given view; ``per_view`` gives each view's value and their spread.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from relevance_nerf2nerf.diffusion.images import psnr
 from relevance_nerf2nerf.errors import InvalidInputError
 from relevance_nerf2nerf.evaluation.metrics import (
     colour_change,
@@ -25,7 +25,10 @@ from relevance_nerf2nerf.evaluation.metrics import (
     mean_colour,
     nearest_colour,
     object_colour_changes,
+    per_view,
+    psnr,
     psnr_outside,
+    spread,
     ssim_outside,
 )
 from relevance_nerf2nerf.scenes import COLOURS, SHAPES, cast, load_scene
@@ -37,9 +40,10 @@ def target_of(
     """The object an instruction names (must be in the scene) and the colour it asks for (if any).
 
     Args:
-        instruction: e.g. "make the cube blue".
-        scene_objects: names of the scene's objects (their shapes).
-        hint: the end of the error message (what else the user can do).
+        instruction (str): e.g. "make the cube blue".
+        scene_objects (list[str]): names of the scene's objects (their shapes).
+        hint (str, default 'or change --scene-seed'): the end of the error message (what else the user can
+            do).
     """
     words = re.findall(r"[a-z]+", instruction.lower())
     shapes = [w for w in words if w in SHAPES]
@@ -69,8 +73,9 @@ def load_ground_truth(scene_dir: str | Path, names: list[str]) -> GroundTruth:
     """Masks (and, for a generated scene, renders and colour references) of the views called ``names``.
 
     Args:
-        scene_dir: a folder with ``masks/<object>/<name>`` PNGs (and ``scene.json`` from the generator).
-        names: frame file names of the views to load, e.g. ``["frame_00000.png", ...]``.
+        scene_dir (str | Path): a folder with ``masks/<object>/<name>`` PNGs (and ``scene.json`` from the
+            generator).
+        names (list[str]): frame file names of the views to load, e.g. ``["frame_00000.png", ...]``.
     """
     from PIL import Image
 
@@ -119,16 +124,20 @@ def ground_truth_metrics(
     relevance: torch.Tensor | None = None,
     tau: float = 0.5,
 ) -> dict:
-    """Metrics of an edit of ``target`` from the ground truth (all given views pooled).
+    """Metrics of an edit of ``target`` from the ground truth (all given views pooled; ``per_view``: each
+    view's PSNR / SSIM outside the target, target colour change and largest non-target colour change, with
+    their mean and spread).
 
     Args:
-        after: edited views (V, H, W, 3) in [0, 1].
-        before: the same views unedited.
-        truth: the views' ground truth (:func:`load_ground_truth`).
-        target: name of the object the instruction is about.
-        target_colour: the colour it asks for, if any (colour error and hit are then reported).
-        relevance: (V, H, W) relevance in [0, 1] of the edited run, if any (IoU of ``>= tau`` with target).
-        tau: the mask threshold.
+        after (torch.Tensor): edited views (V, H, W, 3) in [0, 1].
+        before (torch.Tensor): the same views unedited.
+        truth (GroundTruth): the views' ground truth (:func:`load_ground_truth`).
+        target (str): name of the object the instruction is about.
+        target_colour (str | None, default None): the colour it asks for, if any (colour error and hit are
+            then reported).
+        relevance (torch.Tensor | None, default None): (V, H, W) relevance in [0, 1] of the edited run, if any
+            (IoU of ``>= tau`` with target).
+        tau (float, default 0.5): the mask threshold.
     """
     if target not in truth.masks:
         raise InvalidInputError(f"no ground-truth mask for {target!r}: objects are {', '.join(truth.masks)}")
@@ -149,6 +158,7 @@ def ground_truth_metrics(
         "psnr_outside_object_after_vs_before": psnr_outside(after, before, mask),
         "ssim_outside_object_after_vs_before": ssim_outside(after, before, mask),
         "psnr_inside_object_after_vs_before": psnr(after[mask], before[mask]),
+        "psnr_whole_image_after_vs_before": psnr(after, before),
         "object_mean_rgb_before": mean_before.tolist(),
         "object_mean_rgb_after": mean_after.tolist(),
         "object_colour_change": colour_change(after, before, mask),
@@ -166,4 +176,37 @@ def ground_truth_metrics(
             metrics["edit_hit"] = metrics["object_nearest_colour_after"] == target_colour
     if relevance is not None:
         metrics["relevance_iou_with_object"] = iou(relevance >= tau, mask)
+    metrics["per_view"] = per_view_metrics(after, before, truth, target)
     return metrics
+
+
+def _largest_non_target_change(after: torch.Tensor, before: torch.Tensor, others: torch.Tensor) -> float:
+    """Largest colour change over the non-target objects of one view (``others``: (K, H, W) masks)."""
+    changes = object_colour_changes(after, before, dict(enumerate(others)))
+    if not changes:
+        raise InvalidInputError("no non-target object is visible in this view")
+    return max(changes.values())
+
+
+def per_view_metrics(after: torch.Tensor, before: torch.Tensor, truth: GroundTruth, target: str) -> dict:
+    """Per-view figures of an edit of ``target`` with their spread (``metrics.spread``): PSNR and SSIM outside
+    the target, the target's colour change and the largest non-target colour change; a view where the figure
+    is undefined (object not visible) counts as None.
+
+    Args:
+        after (torch.Tensor): edited views (V, H, W, 3) in [0, 1].
+        before (torch.Tensor): the same views unedited.
+        truth (GroundTruth): the views' ground truth.
+        target (str): the object the instruction is about.
+    """
+    mask = truth.masks[target]
+    figures = {
+        "psnr_outside_object": spread(per_view(psnr_outside, after, before, mask)),
+        "ssim_outside_object": spread(per_view(ssim_outside, after, before, mask)),
+        "object_colour_change": spread(per_view(colour_change, after, before, mask)),
+    }
+    others = [m & ~mask for name, m in truth.masks.items() if name != target]
+    if others:
+        changes = per_view(_largest_non_target_change, after, before, torch.stack(others, dim=1))
+        figures["max_non_target_colour_change"] = spread(changes)
+    return figures

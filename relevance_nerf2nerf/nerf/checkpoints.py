@@ -15,7 +15,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from relevance_nerf2nerf.errors import InvalidInputError
 
 _VIEW_COUNT_KEYS = ("field.embedding_appearance.embedding.weight", "camera_optimizer.pose_adjustment")
-_FRESH_PREFIXES = ("field.relevance_head.", "lpips.")
+_FRESH_PREFIXES = ("field.relevance_head.", "gauss_params.relevance", "lpips.")
 _EDIT_STATE_KEY = "datamanager.edits_done"
 _NUMPY_DTYPES = "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64".split()
 
@@ -35,7 +35,11 @@ def allow_numpy_in_checkpoints() -> None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A ``.ckpt`` file, a ``nerfstudio_models`` folder or a run folder -> the latest ``.ckpt`` in it."""
+    """A ``.ckpt`` file, a ``nerfstudio_models`` folder or a run folder -> the latest ``.ckpt`` in it.
+
+    Args:
+        path (str | Path): a .ckpt file, a nerfstudio_models folder or a run folder.
+    """
     path = Path(path)
     if path.is_file():
         return path
@@ -49,7 +53,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_checkpoint_file(path: Path) -> dict[str, Any]:
-    """Read a nerfstudio checkpoint (weights-only unpickling); a truncated or foreign file is one line."""
+    """Read a nerfstudio checkpoint (weights-only unpickling); a truncated or foreign file is one line.
+
+    Args:
+        path (Path): the .ckpt file.
+    """
     allow_numpy_in_checkpoints()
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -62,12 +70,20 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
 
 def has_edit_state(pipeline_state: dict[str, Any]) -> bool:
     """Whether a checkpoint's pipeline state holds a scene edit's state (edited views, update counters), i.e.
-    was written by a relevance-nerf2nerf method rather than a base reconstruction such as nerfacto."""
+    was written by a relevance-nerf2nerf method rather than a base reconstruction such as nerfacto.
+
+    Args:
+        pipeline_state (dict[str, Any]): the checkpoint's ``pipeline`` entry.
+    """
     return any(key.removeprefix("module.") == _EDIT_STATE_KEY for key in pipeline_state)
 
 
 def model_state(pipeline_state: dict[str, Any]) -> dict[str, Any]:
-    """The model's entries of a pipeline state dict, without the ``_model.`` (and DDP ``module.``) prefix."""
+    """The model's entries of a pipeline state dict, without the ``_model.`` (and DDP ``module.``) prefix.
+
+    Args:
+        pipeline_state (dict[str, Any]): the checkpoint's ``pipeline`` entry.
+    """
     state = {}
     for key, value in pipeline_state.items():
         key = key.removeprefix("module.")
@@ -77,7 +93,13 @@ def model_state(pipeline_state: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_view_count(state: dict[str, Any], num_views: int, source: str) -> None:
-    """Raise a clear error when a checkpoint was trained on a different number of training views."""
+    """Raise a clear error when a checkpoint was trained on a different number of training views.
+
+    Args:
+        state (dict[str, Any]): the checkpoint's ``pipeline`` entry.
+        num_views (int): training views of the current data.
+        source (str): where the checkpoint came from (named in the error).
+    """
     for key in _VIEW_COUNT_KEYS:
         if key in state and state[key].shape[0] != num_views:
             raise InvalidInputError(
@@ -87,7 +109,14 @@ def check_view_count(state: dict[str, Any], num_views: int, source: str) -> None
 
 
 def report_keys(source: str, missing: list[str], unexpected: list[str], fresh: int = 0) -> None:
-    """Say on the console what a checkpoint did not provide and what it held that the model lacks."""
+    """Say on the console what a checkpoint did not provide and what it held that the model lacks.
+
+    Args:
+        source (str): where the checkpoint came from.
+        missing (list[str]): model keys the checkpoint lacks.
+        unexpected (list[str]): checkpoint keys the model lacks.
+        fresh (int, default 0): parameters left at their fresh initialisation.
+    """
     note = f" ({fresh} relevance/LPIPS tensors freshly initialised)" if fresh else ""
     CONSOLE.print(f"[bold green]Loaded weights[/bold green] from {source}{note}")
     if missing:
@@ -102,9 +131,15 @@ def load_base_checkpoint(
     """Load a nerfacto (or nerfacto-tiny) checkpoint's weights into ``model`` with a fresh relevance head.
 
     Returns the (missing, unexpected) keys, which are also reported on the console.
+
+    Args:
+        model (torch.nn.Module): the model to load into.
+        path (str | Path): a .ckpt file or run folder.
+        num_views (int): training views of the current data (checked against the checkpoint).
     """
     checkpoint = resolve_checkpoint(path)
-    state = model_state(load_checkpoint_file(checkpoint)["pipeline"])
+    loaded = load_checkpoint_file(checkpoint)
+    state = model_state(loaded["pipeline"])
     check_view_count(state, num_views, f"base checkpoint {checkpoint}")
     state = {k: v for k, v in state.items() if not k.startswith(_FRESH_PREFIXES)}
     result = model.load_state_dict(state, strict=False)
@@ -112,4 +147,7 @@ def load_base_checkpoint(
     fresh = [k for k in result.missing_keys if k.startswith(_FRESH_PREFIXES)]
     unexpected = list(result.unexpected_keys)
     report_keys(f"base checkpoint {checkpoint}", missing, unexpected, fresh=len(fresh))
+    start_from_base = getattr(model, "start_from_base", None)
+    if callable(start_from_base):  # splatfacto keys its schedules to the step: continue from the base's
+        start_from_base(int(loaded.get("step", 0)))
     return missing, unexpected

@@ -1,8 +1,11 @@
-"""The nerfacto model's datamanager: every training image cached in one editable ray batch.
+"""The datamanagers of an edit: the edit state (:mod:`.edit_state`) copied into what each model trains on.
 
-All training images are cached in one batch at one resolution; the edit state (:mod:`.edit_state`) is copied
-into that batch, beside each pixel's image the view's 2D relevance and whether that map exists, so the pixel
-sampler gathers every key per ray and each ray carries its view's relevance target.
+nerfacto (``RelevanceDataManager``): all training images are cached in one batch at one resolution; the edit
+state is copied into that batch, beside each pixel's image the view's 2D relevance and whether that map
+exists, so the pixel sampler gathers every key per ray and each ray carries its view's relevance target.
+
+splatfacto (``RelevanceFullImageDataManager``): nerfstudio's full-image datamanager, whose per-view cached
+images are replaced by the edited ones, each with its view's relevance map and whether it exists.
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ from dataclasses import dataclass, field
 
 import torch
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.data.datamanagers.full_images_datamanager import (
+    FullImageDatamanager,
+    FullImageDatamanagerConfig,
+)
 
 from relevance_nerf2nerf.errors import InvalidInputError
 from relevance_nerf2nerf.nerf.edit_state import EditState
@@ -79,3 +86,38 @@ class RelevanceDataManager(EditState, VanillaDataManager):
         target = batch[RELEVANCE_TARGET]
         target[slot] = self.relevance_maps[index].to(target.device).float() / 255.0
         batch[RELEVANCE_VALID][slot] = self.relevance_valid[index].to(target.device)
+
+
+@dataclass
+class RelevanceFullImageDataManagerConfig(FullImageDatamanagerConfig):
+    """nerfstudio's full-image datamanager (splatfacto's) whose cached training images can be edited."""
+
+    _target: type = field(default_factory=lambda: RelevanceFullImageDataManager)
+
+
+class RelevanceFullImageDataManager(EditState, FullImageDatamanager):
+    """Full training images (one camera per batch) from the edit state: the current (edited) image of the
+    view, its 2D relevance (``RELEVANCE_TARGET``, (H, W, 1)) and whether it has one (``RELEVANCE_VALID``)."""
+
+    config: RelevanceFullImageDataManagerConfig
+
+    def setup_train(self):
+        if torch.device(self.device).type != "cuda":
+            self.config.cache_images = "gpu"  # nerfstudio's "gpu" caches on the training device ("cpu" pins)
+        check_one_resolution(self.train_dataset.cameras)
+        images = [data["image"] for data in self.cached_train]
+        if images[0].shape[-1] != 3:
+            raise InvalidInputError(
+                f"training images have {images[0].shape[-1]} channels: scene editing needs RGB without alpha"
+            )
+        originals = torch.stack([i.float() / 255.0 if i.dtype == torch.uint8 else i for i in images])
+        self.init_edit_state(originals.cpu())  # cached_train is ordered by dataset index
+        self.sync_views()
+
+    def sync_view(self, index: int) -> None:
+        """Put the view's stored image and relevance into its cached training data."""
+        data = self.cached_train[index]
+        image = self.edited_images[index].to(data["image"].device)
+        data["image"] = image if data["image"].dtype == torch.uint8 else image.float() / 255.0
+        data[RELEVANCE_TARGET] = self.relevance_maps[index].float() / 255.0
+        data[RELEVANCE_VALID] = self.relevance_valid[index].reshape(1, 1, 1).clone()

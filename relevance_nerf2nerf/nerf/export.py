@@ -41,7 +41,11 @@ def _camera_model_name(camera_type: int) -> str:
 
 def capture_transforms(datamanager: RelevanceDataManager) -> tuple[dict, Path] | None:
     """The capture's own ``transforms.json`` (parsed) and its folder, when the data was read by nerfstudio's
-    ``nerfstudio-data`` dataparser; None for other dataparsers."""
+    ``nerfstudio-data`` dataparser; None for other dataparsers.
+
+    Args:
+        datamanager (RelevanceDataManager): the edit's datamanager.
+    """
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
     config = datamanager.dataparser.config
@@ -69,9 +73,11 @@ def export_edited_dataset(
     back to the capture's frame (``transform_poses_to_original_space``) and per-frame intrinsics.
 
     Args:
-        datamanager: the editing run's datamanager (edited images, relevance maps, counters).
-        output_dir: the export folder (``<run>/edited_dataset``).
-        indices: write only these views' images (after an update); None writes everything.
+        datamanager (RelevanceDataManager): the editing run's datamanager (edited images, relevance maps,
+            counters).
+        output_dir (Path): the export folder (``<run>/edited_dataset``).
+        indices (list[int] | None, default None): write only these views' images (after an update); None
+            writes everything.
     """
     output_dir = Path(output_dir)
     outputs = datamanager.train_dataparser_outputs

@@ -9,18 +9,15 @@ weights, computed from the detached density (a plain weighted sum, like nerfstud
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from nerfstudio.cameras.rays import RayBundle, RaySamples
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.field_components.encodings import NeRFEncoding
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.fields.nerfacto_field import NerfactoField
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
-from nerfstudio.utils import colormaps
-from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
 from torch.nn import Parameter
 
@@ -29,8 +26,14 @@ from relevance_nerf2nerf.nerf.relevance import (
     RELEVANCE_PARAM_GROUP,
     RELEVANCE_TARGET,
     RELEVANCE_VALID,
+    RelevanceModelMixin,
+    build_lpips,
     masked_mse,
+    without_lpips_download,
 )
+
+nerfacto_without_lpips = without_lpips_download
+"""The former name of :func:`~relevance_nerf2nerf.nerf.relevance.without_lpips_download`."""
 
 
 class RelevanceHead(nn.Module):
@@ -120,7 +123,11 @@ class RelevanceNerfactoField(NerfactoField):
 
 
 def render_relevance(samples: RelevanceSamples) -> Tensor:
-    """Paper 4.3: R(ray) = sum_i w_i r_i with the main field's weights w_i from the detached density."""
+    """Paper 4.3: R(ray) = sum_i w_i r_i with the main field's weights w_i from the detached density.
+
+    Args:
+        samples (RelevanceSamples): the ray samples' relevance values and weights.
+    """
     weights = samples.ray_samples.get_weights(samples.density).detach()
     return torch.sum(weights * samples.relevance, dim=-2)
 
@@ -141,36 +148,16 @@ class RelevanceNerfactoModelConfig(NerfactoModelConfig):
     """Build torchmetrics' LPIPS for eval metrics (downloads AlexNet once; skipped with a warning offline)."""
 
 
-class _LpipsUnavailable(nn.Module):
-    """Stands in for LPIPS when it is disabled or cannot be built; its metric is dropped."""
-
-    def forward(self, *_: Tensor) -> Tensor:
-        return torch.tensor(float("nan"))
-
-
-@contextmanager
-def nerfacto_without_lpips() -> Iterator[None]:
-    """nerfacto builds torchmetrics' LPIPS unconditionally, which downloads AlexNet: build a stand-in."""
-    from torchmetrics.image import lpip
-
-    original = lpip.LearnedPerceptualImagePatchSimilarity
-    lpip.LearnedPerceptualImagePatchSimilarity = lambda **_: _LpipsUnavailable()  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        lpip.LearnedPerceptualImagePatchSimilarity = original  # type: ignore[assignment]
-
-
-class RelevanceNerfactoModel(NerfactoModel):
+class RelevanceNerfactoModel(RelevanceModelMixin, NerfactoModel):
     """nerfacto whose field also predicts relevance; output ``relevance`` in train and eval mode."""
 
     config: RelevanceNerfactoModelConfig
     field: RelevanceNerfactoField
 
     def populate_modules(self):
-        with nerfacto_without_lpips():
+        with without_lpips_download():
             super().populate_modules()
-        self.lpips = self._build_lpips() if self.config.use_lpips else _LpipsUnavailable()
+        self.lpips = build_lpips(self.config.use_lpips)
         cfg = self.config
         self.field = RelevanceNerfactoField(  # same arguments as nerfacto's field, plus the head
             self.scene_box.aabb,
@@ -194,15 +181,23 @@ class RelevanceNerfactoModel(NerfactoModel):
             relevance_num_frequencies=cfg.relevance_num_frequencies,
         )
 
-    @staticmethod
-    def _build_lpips() -> nn.Module:
-        try:
-            from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
-
-            return LearnedPerceptualImagePatchSimilarity(normalize=True)
-        except Exception as error:  # no network for AlexNet's weights: train and evaluate without LPIPS
-            CONSOLE.print(f"[yellow]LPIPS unavailable ({type(error).__name__}); eval metrics omit it.")
-            return _LpipsUnavailable()
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> list[TrainingCallback]:
+        """nerfacto's callbacks. With ``use_proposal_weight_anneal`` off (the editing presets) the proposal
+        sampler still counts steps for its update schedule, but its weights are never annealed again: an edit
+        starts from a trained base whose proposal networks are sharp, and annealing them from the edit's
+        step 0 would flatten the sampling and blur every render of the first iterations."""
+        callbacks = super().get_training_callbacks(training_callback_attributes)
+        if not self.config.use_proposal_weight_anneal:
+            callbacks.append(
+                TrainingCallback(
+                    where_to_run=[TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
+                    update_every_num_iters=1,
+                    func=self.proposal_sampler.step_cb,
+                )
+            )
+        return callbacks
 
     def get_param_groups(self) -> dict[str, list[Parameter]]:
         groups = super().get_param_groups()
@@ -228,17 +223,3 @@ class RelevanceNerfactoModel(NerfactoModel):
         valid = batch[RELEVANCE_VALID].to(self.device)
         return self.config.relevance_loss_mult * masked_mse(outputs[RELEVANCE], target, valid)
 
-    def get_loss_dict(self, outputs, batch, metrics_dict=None):
-        loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
-        if self.training:
-            loss = self.relevance_loss(outputs, batch)
-            if loss is not None:
-                loss_dict["relevance_loss"] = loss
-        return loss_dict
-
-    def get_image_metrics_and_images(self, outputs, batch):
-        metrics, images = super().get_image_metrics_and_images(outputs, batch)
-        if isinstance(self.lpips, _LpipsUnavailable):
-            metrics.pop("lpips", None)
-        images[RELEVANCE] = colormaps.apply_colormap(outputs[RELEVANCE])
-        return metrics, images

@@ -36,7 +36,12 @@ class GBuffer:
     object_names: tuple[str, ...]
 
     def compose(self, colours: Mapping[str, str | tuple[float, float, float]]) -> torch.Tensor:
-        """Images (V, H, W, 3) in [0, 1] with each object painted in ``colours[name]`` (name or RGB)."""
+        """Images (V, H, W, 3) in [0, 1] with each object painted in ``colours[name]`` (name or RGB).
+
+        Args:
+            colours (Mapping[str, str | tuple[float, float, float]]): object name -> a colour name from
+                ``COLOURS`` or an RGB triple in [0, 1].
+        """
         albedo = torch.zeros(len(self.object_names) + 1, 3)
         for i, name in enumerate(self.object_names):
             albedo[i] = torch.tensor(_rgb(colours[name]))
@@ -57,7 +62,12 @@ def _rgb(colour: str | tuple[float, float, float]) -> tuple[float, float, float]
 
 
 def camera_rays(cameras: Cameras, supersample: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ray origins and unit directions (V, H, W, S, 3) through ``supersample**2`` sub-pixel points."""
+    """Ray origins and unit directions (V, H, W, S, 3) through ``supersample**2`` sub-pixel points.
+
+    Args:
+        cameras (Cameras): the views to cast from.
+        supersample (int): sub-pixel samples per side (S = supersample**2).
+    """
     s = supersample
     offsets = (torch.arange(s, dtype=torch.float32) + 0.5) / s
     oy, ox = torch.meshgrid(offsets, offsets, indexing="ij")
@@ -157,7 +167,13 @@ _SHAPES = {"sphere": _sphere, "cube": _box, "cylinder": _cylinder, "cone": _cone
 
 
 def cast(spec: SceneSpec, cameras: Cameras, supersample: int = 2) -> GBuffer:
-    """Intersect every sample ray with the objects and the floor; nearest hit wins."""
+    """Intersect every sample ray with the objects and the floor; nearest hit wins.
+
+    Args:
+        spec (SceneSpec): the scene.
+        cameras (Cameras): the views to cast from.
+        supersample (int, default 2): sub-pixel samples per side.
+    """
     o, d = camera_rays(cameras, supersample)
     light = torch.tensor(spec.light_direction)
     light = light / light.norm()
@@ -199,6 +215,13 @@ def render_views(
 
     ``recolour`` maps object names to a colour name from ``COLOURS`` or an RGB triple; every other object
     keeps its own colour. Only the pixels in a recoloured object's mask can change.
+
+    Args:
+        spec (SceneSpec): the scene.
+        cameras (Cameras): the views to render.
+        recolour (Mapping[str, str | tuple[float, float, float]] | None, default None): object name -> new
+            colour (name or RGB); None: every object keeps its own.
+        supersample (int, default 2): anti-aliasing samples per pixel side.
     """
     colours: dict[str, str | tuple[float, float, float]] = {obj.name: obj.colour for obj in spec.objects}
     for name, colour in (recolour or {}).items():

@@ -43,6 +43,7 @@ class SceneObject:
 
     @property
     def rgb(self) -> RGB:
+        """The object's colour as an RGB triple in [0, 1]."""
         return COLOURS[self.colour]
 
 
@@ -60,15 +61,22 @@ class SceneSpec:
     ambient: float = 0.35
 
     def object(self, name: str) -> SceneObject:
+        """The object called ``name``.
+
+        Args:
+            name (str): an object name (its shape).
+        """
         for obj in self.objects:
             if obj.name == name:
                 return obj
         raise InvalidInputError(f"no object named {name!r} in the scene; use one of: {self.object_names()}")
 
     def object_names(self) -> str:
+        """The object names, comma-separated (for messages)."""
         return ", ".join(obj.name for obj in self.objects)
 
     def to_dict(self) -> dict:
+        """A JSON-ready dict of the scene (``scene.json``), each object with its RGB too."""
         data = asdict(self)
         for entry, obj in zip(data["objects"], self.objects, strict=True):
             entry["rgb"] = list(obj.rgb)
@@ -76,6 +84,11 @@ class SceneSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> SceneSpec:
+        """Read a scene back from :meth:`to_dict`'s dict.
+
+        Args:
+            data (dict): the parsed ``scene.json``.
+        """
         objects = tuple(
             SceneObject(**{k: v for k, v in o.items() if k in SceneObject.__dataclass_fields__})
             for o in data["objects"]
@@ -90,7 +103,12 @@ class SceneSpec:
 
 
 def random_scene_spec(seed: int = 0, num_objects: int = 3) -> SceneSpec:
-    """Objects of distinct shapes and distinct colours at non-overlapping random places near the centre."""
+    """Objects of distinct shapes and distinct colours at non-overlapping random places near the centre.
+
+    Args:
+        seed (int, default 0): scene seed (shapes, colours, places).
+        num_objects (int, default 3): objects, one per shape.
+    """
     if not 1 <= num_objects <= len(SHAPES):
         raise InvalidInputError(f"num_objects must be between 1 and {len(SHAPES)} (one object per shape)")
     rng = random.Random(seed)
@@ -140,7 +158,12 @@ class Cameras:
 
 
 def look_at(position: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Camera-to-world (V, 4, 4) for cameras at ``position`` (V, 3) looking at ``target`` (V, 3), z up."""
+    """Camera-to-world (V, 4, 4) for cameras at ``position`` (V, 3) looking at ``target`` (V, 3), z up.
+
+    Args:
+        position (torch.Tensor): (V, 3) camera centres.
+        target (torch.Tensor): (V, 3) points the cameras look at.
+    """
     forward = target - position
     forward = forward / forward.norm(dim=-1, keepdim=True)
     right = torch.linalg.cross(forward, torch.tensor([0.0, 0.0, 1.0]).expand_as(forward), dim=-1)
@@ -174,19 +197,91 @@ def ring_cameras(
     fov_degrees: float = 45.0,
     target: tuple[float, float, float] = (0.0, 0.0, 0.3),
 ) -> Cameras:
-    """A full ring of cameras looking at the centre; heights alternate by ``elevation_jitter``."""
+    """A full ring of cameras looking at the centre; heights alternate by ``elevation_jitter``.
+
+    Args:
+        num_views (int): cameras on the ring.
+        width (int, default 64): image width in pixels.
+        height (int, default 64): image height in pixels.
+        radius (float, default 3.2): ring radius.
+        elevation (float, default 1.9): mean camera height.
+        elevation_jitter (float, default 0.3): height alternation between neighbours.
+        fov_degrees (float, default 45.0): horizontal field of view.
+        target (tuple[float, float, float], default (0.0, 0.0, 0.3)): the point every camera looks at.
+    """
     _check_size(width, height, num_views)
     azimuth = torch.arange(num_views, dtype=torch.float32) * (2 * math.pi / num_views)
     z = elevation + elevation_jitter * torch.tensor([(-1.0) ** i for i in range(num_views)]) / 2
+    return _orbit(azimuth, z, radius, target, _intrinsics(width, height, fov_degrees))
+
+
+def _orbit(azimuth: torch.Tensor, z: torch.Tensor, radius: float, target: tuple, intrinsics: dict) -> Cameras:
     position = torch.stack([radius * torch.cos(azimuth), radius * torch.sin(azimuth), z], dim=-1)
     c2w = look_at(position, torch.tensor(target).expand_as(position))
-    return Cameras(c2w=c2w, **_intrinsics(width, height, fov_degrees))
+    return Cameras(c2w=c2w, **intrinsics)
+
+
+def held_out_cameras(
+    num_held_out: int,
+    num_views: int,
+    width: int = 64,
+    height: int = 64,
+    *,
+    radius: float = 3.2,
+    elevation: float = 1.9,
+    fov_degrees: float = 45.0,
+    target: tuple[float, float, float] = (0.0, 0.0, 0.3),
+) -> Cameras:
+    """Evaluation cameras between the cameras of ``ring_cameras(num_views, ...)``: each sits at the azimuth
+    halfway between two neighbouring training cameras, at the ring's mean height, and the ``num_held_out``
+    gaps used are spread evenly around the ring. No training camera coincides with any of them.
+
+    Args:
+        num_held_out (int): number of evaluation cameras, 1 to ``num_views``.
+        num_views (int): number of training cameras on the ring these are held out from.
+        width (int, default 64): image width in pixels.
+        height (int, default 64): image height in pixels.
+        radius (float, default 3.2): horizontal distance from the scene's vertical axis.
+        elevation (float, default 1.9): camera height (the training ring's mean height).
+        fov_degrees (float, default 45.0): horizontal field of view.
+        target (tuple, default (0, 0, 0.3)): the point every camera looks at.
+    """
+    _check_size(width, height, num_views)
+    if not 1 <= num_held_out <= num_views:
+        raise InvalidInputError(
+            f"num_held_out must lie between 1 and the training views' count {num_views}, got {num_held_out}"
+        )
+    gaps = torch.tensor([k * num_views // num_held_out for k in range(num_held_out)], dtype=torch.float32)
+    azimuth = (gaps + 0.5) * (2 * math.pi / num_views)
+    z = torch.full((num_held_out,), float(elevation))
+    return _orbit(azimuth, z, radius, target, _intrinsics(width, height, fov_degrees))
+
+
+def concatenate_cameras(first: Cameras, second: Cameras) -> Cameras:
+    """``first``'s cameras followed by ``second``'s (same intrinsics required).
+
+    Args:
+        first (Cameras): cameras that come first.
+        second (Cameras): cameras appended after them.
+    """
+    intrinsics = ("fx", "fy", "cx", "cy", "width", "height")
+    if any(getattr(first, k) != getattr(second, k) for k in intrinsics):
+        raise InvalidInputError("cameras with different intrinsics cannot share one dataset")
+    return Cameras(torch.cat([first.c2w, second.c2w]), **{k: getattr(first, k) for k in intrinsics})
 
 
 def random_cameras(
     num_views: int, width: int = 64, height: int = 64, *, seed: int = 0, fov_degrees: float = 45.0
 ) -> Cameras:
-    """Cameras at random azimuths, distances and heights around the scene (training data for the editor)."""
+    """Cameras at random azimuths, distances and heights around the scene (training data for the editor).
+
+    Args:
+        num_views (int): number of cameras.
+        width (int, default 64): image width in pixels.
+        height (int, default 64): image height in pixels.
+        seed (int, default 0): seed of the placements.
+        fov_degrees (float, default 45.0): horizontal field of view.
+    """
     _check_size(width, height, num_views)
     gen = torch.Generator().manual_seed(seed)
     u = torch.rand(num_views, 5, generator=gen)

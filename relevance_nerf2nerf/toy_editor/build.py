@@ -74,6 +74,11 @@ def write_clip_tokenizer(
     Whole words get single tokens through chain merges; each added merge is ranked after all earlier
     ones, so it can only fire once a word cannot merge further, which keeps earlier words intact.
     Every character and character + ``</w>`` stays in the vocabulary, so any text still tokenizes.
+
+    Args:
+        directory (str | Path): the tokenizer folder to write.
+        vocabulary (Sequence[str]): the words that become single tokens.
+        model_max_length (int, default 16): the tokenizer's maximum sequence length.
     """
     from transformers import CLIPTokenizer
 
@@ -131,6 +136,23 @@ def build_components(
     embeddings in every block but the lowest-resolution one; ``attention_head_dim`` is diffusers' legacy
     name for its number of heads (default ``min(unet_channels) // 16``). The latent grid factor is
     ``2 ** (len(vae_channels) - 1)``. Weights are deterministic in ``seed``; the global RNG is untouched.
+
+    Args:
+        seed (int, default 0): seed of the weights.
+        unet_channels (Sequence[int], default (32, 64)): UNet block widths.
+        vae_channels (Sequence[int], default (32, 64)): VAE block widths (latent factor ``2 ** (len - 1)``).
+        text_dim (int, default 32): text encoder width.
+        text_layers (int, default 2): text encoder layers.
+        vocabulary (Sequence[str], default DEFAULT_WORDS): words with single tokens.
+        prediction_type (Literal['epsilon', 'v_prediction', 'sample'], default 'epsilon'): what the UNet
+            predicts.
+        scheduler (Literal['euler_ancestral', 'ddim'], default 'euler_ancestral'): the scheduler saved with
+            the pipeline.
+        model_max_length (int, default 16): token sequence length.
+        layers_per_block (int, default 1): UNet ResNet layers per block.
+        attention_head_dim (int | None, default None): UNet attention heads (None: ``min(unet_channels) //
+            16``).
+        vae_layers_per_block (int, default 1): VAE ResNet layers per block.
     """
     from diffusers import AutoencoderKL, DDIMScheduler, EulerAncestralDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -195,7 +217,12 @@ def build_components(
 
 def save_pipeline(directory: str | Path, components: dict[str, Any]) -> Path:
     """``save_pretrained`` IP2P components as a ``StableDiffusionInstructPix2PixPipeline`` (safetensors, no
-    safety checker) into ``directory``, with the tokenizer's vocab.json + merges.txt too. Returns it."""
+    safety checker) into ``directory``, with the tokenizer's vocab.json + merges.txt too. Returns it.
+
+    Args:
+        directory (str | Path): the folder to write.
+        components (dict[str, Any]): the pipeline's keyword arguments (unet, vae, ...).
+    """
     from diffusers import StableDiffusionInstructPix2PixPipeline
 
     pipe = StableDiffusionInstructPix2PixPipeline(
@@ -210,7 +237,11 @@ def save_pipeline(directory: str | Path, components: dict[str, Any]) -> Path:
 
 def write_vocab_and_merges(tokenizer_dir: Path) -> None:
     """Also write vocab.json + merges.txt beside tokenizer.json (transformers 5 writes only the latter), so
-    the slow ``CLIPTokenizer`` of transformers 4.x loads the folder too."""
+    the slow ``CLIPTokenizer`` of transformers 4.x loads the folder too.
+
+    Args:
+        tokenizer_dir (Path): a tokenizer folder holding tokenizer.json.
+    """
     model = json.loads((tokenizer_dir / "tokenizer.json").read_text())["model"]
     merges = [m.split(" ") if isinstance(m, str) else m for m in model["merges"]]
     (tokenizer_dir / "vocab.json").write_text(json.dumps(model["vocab"]))
@@ -219,5 +250,10 @@ def write_vocab_and_merges(tokenizer_dir: Path) -> None:
 
 def build_instruct_pix2pix(directory: str | Path, **options: Any) -> Path:
     """Build a randomly initialised ``StableDiffusionInstructPix2PixPipeline`` with :func:`build_components`
-    (``options`` are its keyword arguments) and save it to ``directory``. Returns ``directory``."""
+    (``options`` are its keyword arguments) and save it to ``directory``. Returns ``directory``.
+
+    Args:
+        directory (str | Path): the folder to write.
+        **options (Any): keyword arguments of :func:`build_components`.
+    """
     return save_pipeline(directory, build_components(**options))

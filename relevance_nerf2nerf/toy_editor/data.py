@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from relevance_nerf2nerf.diffusion.images import to_uint8
 from relevance_nerf2nerf.scenes.render import cast
 from relevance_nerf2nerf.scenes.spec import COLOURS, SHAPES, SceneObject, random_cameras, random_scene_spec
 
@@ -26,6 +27,13 @@ HELD_OUT_SEED_OFFSET = 1_000_000
 
 
 def instruction(shape: str, colour: str, template: int = 0) -> str:
+    """The instruction text, e.g. "make the cube blue".
+
+    Args:
+        shape (str): the object's shape word.
+        colour (str): the requested colour name.
+        template (int, default 0): index into ``TEMPLATES``.
+    """
     return TEMPLATES[template].format(shape=shape, colour=colour)
 
 
@@ -48,7 +56,14 @@ def confusable_colours(
     objects: tuple[SceneObject, ...], target: SceneObject, colour: str, rng: random.Random
 ) -> dict[str, str]:
     """Object name -> colour: ``target`` keeps its colour; of the others (in random order) one takes the
-    requested ``colour`` and one the target's own colour, the rest keep theirs."""
+    requested ``colour`` and one the target's own colour, the rest keep theirs.
+
+    Args:
+        objects (tuple[SceneObject, ...]): the scene's objects.
+        target (SceneObject): the object the instruction names.
+        colour (str): the requested colour.
+        rng (random.Random): picks which other objects are repainted.
+    """
     colours = {obj.name: obj.colour for obj in objects}
     others = [obj.name for obj in objects if obj.name != target.name]
     rng.shuffle(others)
@@ -58,7 +73,8 @@ def confusable_colours(
 
 
 def _uint8(images: torch.Tensor) -> torch.Tensor:
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 3, 1, 2).contiguous()
+    """(N, H, W, 3) floats in [0, 1] -> (N, 3, H, W) uint8, the layout the triplets are stored in."""
+    return to_uint8(images).permute(0, 3, 1, 2).contiguous()
 
 
 def make_triplets(

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR, TOY_EDITOR_IQR_RATIO
 from relevance_nerf2nerf.diffusion.relevance import SCENE_IQR_RATIO, postprocess, raw_relevance, upsample
+from relevance_nerf2nerf.diffusion.settings import DEFAULTS
 from relevance_nerf2nerf.errors import report_uncaught_errors_as_one_line
 from relevance_nerf2nerf.evaluation.metrics import iou, mean_colour, nearest_colour, psnr_outside
 from relevance_nerf2nerf.outputs import check_output_file, write_all
@@ -37,6 +38,8 @@ SPECIFICITY_IQR_RATIOS = (SCENE_IQR_RATIO, TOY_EDITOR_IQR_RATIO)
 
 @dataclass
 class HeldOutSample:
+    """One held-out render with its instruction, the object it names and the ground truth to score an edit."""
+
     image: torch.Tensor  # (1, 3, H, W) float in [0, 1]
     instruction: str
     target_colour: str
@@ -94,7 +97,7 @@ def held_out_samples(
 
 
 def specificity_raw_maps(
-    editor, samples: list[HeldOutSample], *, num_draws: int = 8, t_rel: float = 0.8, seed: int = 0
+    editor, samples: list[HeldOutSample], *, num_draws: int = 8, t_rel: float = DEFAULTS.t_rel, seed: int = 0
 ) -> list[torch.Tensor]:
     """Each sample's raw relevance difference (eq. 2 before post-processing, (1, 1, h, w) on the latent grid),
     computed once and scored at any IQR ratio by :func:`score_specificity`.
@@ -175,14 +178,26 @@ def relevance_specificity(
     samples: list[HeldOutSample],
     *,
     num_draws: int = 8,
-    t_rel: float = 0.8,
+    t_rel: float = DEFAULTS.t_rel,
     tau: float = 0.5,
     seed: int = 0,
     iqr_ratio: float = 1.5,
     non_targets_at_background: bool = False,
 ) -> dict[str, float]:
     """:func:`score_specificity` of ``editor``'s maps of ``samples`` (arguments as there and in
-    :func:`specificity_raw_maps`)."""
+    :func:`specificity_raw_maps`).
+
+    Args:
+        editor (RelevanceEditor): the editor whose relevance maps are scored.
+        samples (list[HeldOutSample]): held-out renders (:func:`held_out_samples`).
+        num_draws (int, default 8): noise draws averaged per map.
+        t_rel (float, default 0.8): noise level of the maps.
+        tau (float, default 0.5): mask threshold for the mask IoU.
+        seed (int, default 0): seeds the noise draws.
+        iqr_ratio (float, default 1.5): IQR ratio of the post-processing.
+        non_targets_at_background (bool, default False): set the raw difference on other objects to the
+            background's (the measure's ceiling).
+    """
     raw_maps = specificity_raw_maps(editor, samples, num_draws=num_draws, t_rel=t_rel, seed=seed)
     return score_specificity(
         raw_maps, samples, iqr_ratio=iqr_ratio, tau=tau, non_targets_at_background=non_targets_at_background
@@ -192,11 +207,15 @@ def relevance_specificity(
 SPECIFICITY_TARGETS: dict[str, tuple[str, float]] = {
     "target": (">=", 0.85), "non_target": ("<=", 0.35), "background": ("<=", 0.25), "mask_iou": (">=", 0.5),
 }  # fmt: skip
-"""Issue 8's goals for :func:`score_specificity`'s figures: key -> (comparison, bound)."""
+"""The toy editor's specificity goals for :func:`score_specificity`'s figures: key -> (comparison, bound)."""
 
 
 def specificity_targets_met(metrics: dict[str, float]) -> dict[str, bool]:
-    """Which of :data:`SPECIFICITY_TARGETS` the figures of :func:`score_specificity` meet, by key."""
+    """Which of :data:`SPECIFICITY_TARGETS` the figures of :func:`score_specificity` meet, by key.
+
+    Args:
+        metrics (dict[str, float]): figures of :func:`score_specificity`.
+    """
     return {
         key: metrics[key] >= bound if op == ">=" else metrics[key] <= bound
         for key, (op, bound) in SPECIFICITY_TARGETS.items()
@@ -206,7 +225,14 @@ def specificity_targets_met(metrics: dict[str, float]) -> dict[str, bool]:
 def specificity_at_iqr_ratios(
     raw_maps: list[torch.Tensor], samples: list[HeldOutSample], iqr_ratios: tuple[float, ...]
 ) -> dict[str, dict[str, float]]:
-    """:func:`score_specificity` of the same raw maps at each IQR ratio, keyed by the ratio."""
+    """:func:`score_specificity` of the same raw maps at each IQR ratio, keyed by the ratio.
+
+    Args:
+        raw_maps (list[torch.Tensor]): raw |eps_text - eps_img| maps of the samples
+            (:func:`specificity_raw_maps`).
+        samples (list[HeldOutSample]): the held-out renders the maps belong to.
+        iqr_ratios (tuple[float, ...]): the ratios to post-process with.
+    """
     return {f"{ratio:g}": score_specificity(raw_maps, samples, iqr_ratio=ratio) for ratio in iqr_ratios}
 
 
@@ -216,7 +242,12 @@ def _latent_cells(mask: torch.Tensor, cells: torch.Size) -> torch.Tensor:
 
 
 def score_edit(sample: HeldOutSample, edited: torch.Tensor) -> dict[str, float]:
-    """Hit, colour error and PSNR outside the object for one edited image (1, 3, H, W)."""
+    """Hit, colour error and PSNR outside the object for one edited image (1, 3, H, W).
+
+    Args:
+        sample (HeldOutSample): the held-out render that was edited.
+        edited (torch.Tensor): the edited image (1, 3, H, W) in [0, 1].
+    """
     pixels = edited[0].permute(1, 2, 0)
     mean = mean_colour(pixels, sample.mask)
     src = sample.image[0].permute(1, 2, 0)
@@ -242,8 +273,8 @@ def edit_scores(
     *,
     seed: int = 0,
     num_steps: int = 20,
-    text_guidance: float = 7.5,
-    image_guidance: float = 1.5,
+    text_guidance: float = DEFAULTS.text_guidance,
+    image_guidance: float = DEFAULTS.image_guidance,
 ) -> list[dict[str, float]]:
     """Edit every sample once and score it (:func:`score_edit`, plus the mask IoU when ``tau`` > 0).
 
@@ -278,11 +309,11 @@ def compare_editors(
     num_samples: int = 96,
     seed: int = 0,
     num_steps: int = 20,
-    text_guidance: float = 7.5,
-    image_guidance: float = 1.5,
+    text_guidance: float = DEFAULTS.text_guidance,
+    image_guidance: float = DEFAULTS.image_guidance,
     thresholds: tuple[float, ...] = (0.0, 0.5),
     specificity_samples: int = 24,
-    t_rel: float = 0.8,
+    t_rel: float = DEFAULTS.t_rel,
     iqr_ratios: tuple[float, ...] = SPECIFICITY_IQR_RATIOS,
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -290,7 +321,7 @@ def compare_editors(
     each, and the paired difference (new - old) with its standard error, per setting and figure.
 
     Args:
-        old_dir (str | Path): the reference editor (e.g. the previously committed weights).
+        old_dir (str | Path): the reference editor (e.g. an earlier checkpoint).
         new_dir (str | Path): the candidate.
         num_samples (int, default 96): held-out scenes (set ``seed``) edited by both.
         seed (int, default 0): held-out set and noise seeds.
@@ -344,17 +375,31 @@ def evaluate_editor(
     num_samples: int = 24,
     seed: int = 0,
     num_steps: int = 20,
-    text_guidance: float = 7.5,
-    image_guidance: float = 1.5,
+    text_guidance: float = DEFAULTS.text_guidance,
+    image_guidance: float = DEFAULTS.image_guidance,
     thresholds: tuple[float, ...] = (0.0, 0.5),
-    t_rel: float = 0.8,
+    t_rel: float = DEFAULTS.t_rel,
     iqr_ratios: tuple[float, ...] = SPECIFICITY_IQR_RATIOS,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Edit held-out renders with the editor at ``model_dir``; report hit rate and colour error per tau, then
     the relevance specificity (:func:`relevance_specificity`) at the paper's IQR ratio 1.5, its ceiling, and
     again at each of ``iqr_ratios`` (default: the scene pipeline's and the demo's), all at noise level
-    ``t_rel``."""
+    ``t_rel``.
+
+    Args:
+        model_dir (str | Path, default TOY_EDITOR_DIR): the editor folder (diffusers format).
+        num_samples (int, default 24): held-out renders per set.
+        seed (int, default 0): which held-out set (and the noise seed).
+        num_steps (int, default 20): DDIM steps per edit.
+        text_guidance (float, default 7.5): s_T.
+        image_guidance (float, default 1.5): s_I.
+        thresholds (tuple[float, ...], default (0.0, 0.5)): the tau values to edit at (0: plain IP2P).
+        t_rel (float, default 0.8): noise level of the relevance maps.
+        iqr_ratios (tuple[float, ...], default SPECIFICITY_IQR_RATIOS): further IQR ratios to score
+            specificity at.
+        log (Callable[[str], None], default print): receives one line per result.
+    """
     from relevance_nerf2nerf.diffusion.editor import load_editor
 
     editor = load_editor(model_dir)
@@ -390,11 +435,12 @@ def evaluate_editor(
     log(f"relevance specificity per IQR ratio: {json.dumps(results['relevance_specificity_at_iqr_ratio'])}")
     met = {ratio: specificity_targets_met(figures) for ratio, figures in at_ratio.items()}
     results["specificity_targets_met_at_iqr_ratio"] = met
-    log(f"issue 8's targets met per IQR ratio: {json.dumps(met)}")
+    log(f"specificity targets met per IQR ratio: {json.dumps(met)}")
     return results
 
 
 def main() -> None:
+    """Command line: parse the evaluation options with tyro, evaluate, print (and write) the figures."""
     import tyro
 
     def run(
@@ -402,17 +448,17 @@ def main() -> None:
         num_samples: int = 24,
         seed: int = 0,
         num_steps: int = 20,
-        text_guidance: float = 7.5,
-        image_guidance: float = 1.5,
+        text_guidance: float = DEFAULTS.text_guidance,
+        image_guidance: float = DEFAULTS.image_guidance,
         output: Path | None = None,
         compare_with: Path | None = None,
-        t_rel: float = 0.8,
+        t_rel: float = DEFAULTS.t_rel,
         iqr_ratios: tuple[float, ...] = SPECIFICITY_IQR_RATIOS,
     ) -> None:
         """Evaluate an editor directory on held-out synthetic scenes.
 
         Args:
-            compare_with: another editor directory (e.g. the previous weights): edit the same samples with
+            compare_with: another editor directory (e.g. an earlier checkpoint): edit the same samples with
                 the same noise and settings by both and report the paired differences (``compare_editors``).
             t_rel: noise level of the relevance maps.
             iqr_ratios: IQR ratios at which relevance specificity is reported besides the paper's 1.5
