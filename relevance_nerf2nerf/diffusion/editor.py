@@ -123,6 +123,38 @@ def _check_same_size(images: torch.Tensor, other: torch.Tensor, name: str) -> No
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
+def _check_edit_images(
+    image: torch.Tensor,
+    condition_image: torch.Tensor | None,
+    composite_source: torch.Tensor | None,
+    relevance: torch.Tensor | None,
+    region: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """The image inputs of :meth:`RelevanceEditor.edit`, checked (one line each): RGB images in [0, 1] and
+    one-channel maps, all of ``image``'s size. Returns ``region`` as float (or None).
+
+    Args:
+        image (torch.Tensor): (B, 3, H, W), the image(s) to edit.
+        condition_image (torch.Tensor | None): what IP2P is conditioned on, or None.
+        composite_source (torch.Tensor | None): the pixels pasted back outside the mask, or None.
+        relevance (torch.Tensor | None): (B, 1, H, W) given relevance, or None.
+        region (torch.Tensor | None): (B, 1, H, W) user region, or None.
+    """
+    _check_images(image, "image")
+    for name, other in (("condition_image", condition_image), ("composite_source", composite_source)):
+        if other is not None:
+            _check_images(other, name)
+            _check_same_size(image, other, name)
+    if relevance is not None:
+        _check_images(relevance, "relevance", channels=1)
+        _check_same_size(image, relevance, "relevance")
+    if region is not None:
+        region = region.float()
+        _check_images(region, "region", channels=1)
+        _check_same_size(image, region, "region")
+    return region
+
+
 def _check_generators(generator: Generators, batch: int) -> None:
     if isinstance(generator, list | tuple) and len(generator) != batch:
         raise InvalidInputError(f"pass one generator per image: got {len(generator)} for a batch of {batch}")
@@ -275,16 +307,16 @@ class RelevanceEditor:
             t_rel (float, default DEFAULTS.t_rel): noise level of the relevance map (eq. 2).
             iqr_ratio (float, default DEFAULTS.iqr_ratio): the IQR clamp's ratio (eq. 3).
             generator (Generators, default None): one CPU generator for the batch, or a list with one per
-                image; with a list every image
-                draws its noise from its own generator, so a batch gives what its images give one by one.
+                image; with a list every image draws its noise from its own generator, so a batch gives what
+                its images give one by one.
             progress (bool, default False): show a progress bar over the denoising steps.
             crop (CropSettings | None, default None): crop-to-relevance (``crop.py``): denoise only a window
-                around each image's mask and paste
-                it back (the same noise values land on the same latent cells as without cropping). Images
-                whose mask is empty come back as ``composite_source`` without any model call.
+                around each image's mask and paste it back (the same noise values land on the same latent
+                cells as without cropping). Images whose mask is empty come back as ``composite_source``
+                without any model call.
             region (torch.Tensor | None, default None): (B, 1, H, W) bool or {0, 1} float, where the user
-                allows changes: the mask becomes
-                (relevance >= tau) within the region, so every pixel outside it is ``composite_source``'s.
+                allows changes: the mask becomes (relevance >= tau) within the region, so every pixel outside
+                it is ``composite_source``'s.
         """
         validate_edit_settings(
             instruction,
@@ -296,18 +328,7 @@ class RelevanceEditor:
             t_rel=t_rel,
             iqr_ratio=iqr_ratio,
         )
-        _check_images(image, "image")
-        for name, other in (("condition_image", condition_image), ("composite_source", composite_source)):
-            if other is not None:
-                _check_images(other, name)
-                _check_same_size(image, other, name)
-        if relevance is not None:
-            _check_images(relevance, "relevance", channels=1)
-            _check_same_size(image, relevance, "relevance")
-        if region is not None:
-            region = region.float()
-            _check_images(region, "region", channels=1)
-            _check_same_size(image, region, "region")
+        region = _check_edit_images(image, condition_image, composite_source, relevance, region)
         _check_generators(generator, image.shape[0])
         source = image if composite_source is None else composite_source
         backend, factor = self.backend, self.backend.vae_scale_factor
