@@ -45,7 +45,8 @@ def _edit_args(root: Path, change: dict[str, str]) -> list[str]:
     }
     options.update(change)
     paths = ("--image", "--output", "--model")
-    return [x for k, v in options.items() for x in (k, str(root / v) if k in paths and v else v)]
+    args = [x for k, v in options.items() for x in (k, str(root / v) if k in paths and v else v)]
+    return [*args, "--overwrite"]  # the earlier results may be replaced: the error under test comes first
 
 
 EDIT_CASES = {
@@ -99,6 +100,14 @@ def test_relevance_edit_bad_input(workdir, capsys, case):
     before = snapshot(workdir)
     assert edit.main(_edit_args(workdir, change)) == 2
     _assert_one_line(capsys.readouterr().err, "relevance-edit", message)
+    assert snapshot(workdir) == before
+
+
+def test_relevance_edit_refuses_to_replace_earlier_results_without_overwrite(workdir, capsys):
+    before = snapshot(workdir)
+    args = _edit_args(workdir, {})[:-1]  # without --overwrite
+    assert edit.main(args) == 2
+    _assert_one_line(capsys.readouterr().err, "relevance-edit", "already exists: pass --overwrite")
     assert snapshot(workdir) == before
 
 
