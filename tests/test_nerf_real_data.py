@@ -108,7 +108,11 @@ def test_relevance_field_and_one_view_update_on_real_data(pipeline):
     assert editor.relevance_calls == 18 and bool(datamanager.relevance_valid.all())
 
     trainer_config = relevance_nerf2nerf_tiny.config
-    optimizers = Optimizers(copy.deepcopy(trainer_config.optimizers), pipeline.get_param_groups())
+    optimizer_configs = copy.deepcopy(trainer_config.optimizers)
+    for group in optimizer_configs.values():  # what RelevanceTrainer does for a run of the preset's length
+        if group["scheduler"] is not None and group["scheduler"].max_steps is None:
+            group["scheduler"].max_steps = trainer_config.max_num_iterations
+    optimizers = Optimizers(optimizer_configs, pipeline.get_param_groups())
     pipeline.train()
     for step in range(TRAIN_ITERS):
         _, loss_dict, _ = pipeline.get_train_loss_dict(step)
