@@ -103,8 +103,11 @@ def main(options: Options) -> dict:
         "first_update_s (loads the editor)": updates[0],
         "threads": torch.get_num_threads(),
     }
+    from relevance_nerf2nerf.outputs import atomic_write
+
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(RESULTS, lambda path: path.write_text(text))  # the results file is replaced whole
     print(json.dumps(result, indent=2))
     return result
 

@@ -98,8 +98,11 @@ def main(options: Options) -> dict:
         result["base"] = _object_colours(base.pipeline, scene)
         result["after_a"] = _object_colours(first.pipeline, scene)
         result["after_b"] = _object_colours(second.pipeline, scene)
+    from relevance_nerf2nerf.outputs import atomic_write
+
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(RESULTS, lambda path: path.write_text(text))  # the results file is replaced whole
     print(json.dumps(result, indent=2))
     return result
 
