@@ -7,6 +7,11 @@ Methods (paper Table 1's baselines):
 - ``IN2N (tau 0)``: Instruct-NeRF2NeRF = our scene-editing pipeline with every pixel editable;
 - ``ours tau=X``: relevance-guided scene editing (0.5 is the paper's setting, plus one other tau).
 
+With ``--backend splatfacto`` the scene model is a Gaussian splat (``splatfacto-tiny`` base from the scene's
+point cloud, ``relevance-splatfacto-tiny`` edits) and the editing runs are ``IGS2GS-style (tau 0)``
+(Instruct-GS2GS: every pixel editable), ``ours tau=0.5`` and ``ours tau=0.5, frozen`` (the Gaussians whose
+relevance is below tau get no gradient and no densification); by default on the first two scenes.
+
 Per scene:
 - "before" is the base's render at each held-out camera, "after" the edited run's;
 - during every NeRF edit, a curve is recorded at regular steps on the held-out cameras: the target's colour
@@ -28,6 +33,7 @@ method, per scene and pooled)::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_localisation.py --workers 2   # full size (CPU, see README)
     OMP_NUM_THREADS=1 python benchmarks/bench_localisation.py --quick       # CI-sized check
+    OMP_NUM_THREADS=1 python benchmarks/bench_localisation.py --backend splatfacto --workers 2  # splat rows
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 import torch
 import tyro
@@ -64,9 +71,12 @@ FORMAT = "held-out"
 class Args:
     quick: bool = False
     """CI-sized run: 1 scene at 32x32, 4 + 2 views, a few dozen iterations (checks the plumbing only)."""
+    backend: Literal["nerfacto", "splatfacto"] = "nerfacto"
+    """Scene model of the editing runs: nerfacto with a relevance head, or splatfacto with one relevance value
+    per Gaussian (runs tau 0, ours at tau 0.5 and ours at tau 0.5 with the irrelevant Gaussians frozen)."""
     num_scenes: int | None = None
     """Scenes (targets cycle through cube, sphere, cylinder, cone; the 5th and 6th have a confusable colour);
-    default 6 / 1."""
+    default 6 / 1 (splatfacto: 2 / 1)."""
     num_views: int | None = None
     """Training views per scene; default 10 / 4."""
     num_held_out: int | None = None
@@ -74,7 +84,9 @@ class Args:
     image_size: int | None = None
     """Square view size in pixels; default 64 / 32."""
     base_iterations: int | None = None
-    """nerfacto-tiny iterations of each base; default 500 / 40."""
+    """Iterations of each base (nerfacto-tiny or splatfacto-tiny); default 500 / 40 (splatfacto 1000 / 40)."""
+    num_points: int = 2000
+    """splatfacto: points of each scene's point cloud, the Gaussians its base starts from."""
     edit_passes: int | None = None
     """Edit length in passes over the training views (one view update every ``edit_every`` iterations);
     default 6 / 1."""
@@ -85,7 +97,7 @@ class Args:
     curve_points_per_pass: int = 2
     """Curve points recorded per pass (at regular steps), besides the base's point at step 0."""
     mask_thresholds: tuple[float, ...] = (0.0, 0.5, 0.3)
-    """tau of the scene-editing runs (0 = Instruct-NeRF2NeRF; 0.5 the paper's; one other)."""
+    """tau of the nerfacto scene-editing runs (0 = Instruct-NeRF2NeRF; 0.5 the paper's; one other)."""
     measure_renormalisation: bool = True
     """Also measure the field's masks after min-max renormalising each rendered relevance view."""
     editor_model: str | None = None
@@ -105,6 +117,8 @@ class Args:
         defaults = dict(num_scenes=(1, 6), num_views=(4, 10), num_held_out=(2, 6), image_size=(32, 64),
                         base_iterations=(40, 500), edit_passes=(1, 6), edit_every=(3, 5),
                         edit_steps=(4, 20))  # fmt: skip
+        if self.backend == "splatfacto":
+            defaults.update(num_scenes=(1, 2), base_iterations=(40, 1000))
         values = {k: getattr(self, k) if getattr(self, k) is not None else v[0 if self.quick else 1]
                   for k, v in defaults.items()}  # fmt: skip
         return Args(**{**asdict(self), **values})
@@ -184,6 +198,42 @@ def pick_scenes(num_scenes: int) -> list[SceneChoice]:
     return picked
 
 
+class EditRun(NamedTuple):
+    """One scene-editing run of the benchmark."""
+
+    name: str
+    """The method's name in the results."""
+    tau: float
+    """Mask threshold."""
+    freeze_below: float | None = None
+    """splatfacto: Gaussians whose relevance stays below this are frozen (None: none)."""
+
+
+def edit_runs(args: Args) -> list[EditRun]:
+    """The scene-editing runs of ``args.backend``: nerfacto's at each of ``args.mask_thresholds``;
+    splatfacto's at tau 0 (Instruct-GS2GS-style), at tau 0.5 and at tau 0.5 with the irrelevant Gaussians
+    frozen.
+
+    Args:
+        args (Args): the settings.
+    """
+    if args.backend == "splatfacto":
+        return [EditRun("IGS2GS-style (tau 0)", 0.0), EditRun(method_name(0.5), 0.5),
+                EditRun(f"{method_name(0.5)}, frozen", 0.5, 0.5)]  # fmt: skip
+    return [EditRun(method_name(tau), tau) for tau in args.mask_thresholds]
+
+
+def _presets(backend: str):
+    """(base preset, edit preset) of ``backend``'s CPU methods."""
+    if backend == "splatfacto":
+        from method_configs.relevance_splatfacto import relevance_splatfacto_tiny, splatfacto_tiny
+
+        return splatfacto_tiny.config, relevance_splatfacto_tiny.config
+    from method_configs.relevance_nerf2nerf import nerfacto_tiny, relevance_nerf2nerf_tiny
+
+    return nerfacto_tiny.config, relevance_nerf2nerf_tiny.config
+
+
 def _trainer_config(base, scene: Path, output: Path, name: str, iterations: int, flags: tuple[str, ...] = ()):
     """In-process nerfstudio config of one run; ``flags`` are ns-train flags applied on top (as tyro does)."""
     from relevance_nerf2nerf._testing import in_process_config
@@ -194,7 +244,8 @@ def _trainer_config(base, scene: Path, output: Path, name: str, iterations: int,
     config.steps_per_save = 10**6  # the final checkpoint only
     # exact poses and constant lighting, as relevance-demo trains generated scenes (its EXACT_CAPTURE_ARGS)
     config.pipeline.model.camera_optimizer.mode = "off"
-    config.pipeline.model.use_appearance_embedding = False
+    if hasattr(config.pipeline.model, "use_appearance_embedding"):  # nerfacto's; splatfacto has none
+        config.pipeline.model.use_appearance_embedding = False
     return config
 
 
@@ -339,12 +390,12 @@ def run_scene(args: Args, choice: SceneChoice, editor, workdir: Path, log=print)
         workdir (Path): scratch folder for the scene and its runs.
         log (callable, default print): progress messages.
     """
-    from method_configs.relevance_nerf2nerf import nerfacto_tiny, relevance_nerf2nerf_tiny
     from relevance_nerf2nerf.evaluation.ground_truth import load_ground_truth
     from relevance_nerf2nerf.evaluation.metrics import iou, psnr
     from relevance_nerf2nerf.evaluation.render import render_dataset
     from relevance_nerf2nerf.evaluation.strength import compare_at_matched_strength
     from relevance_nerf2nerf.scenes import generate_scene
+    from relevance_nerf2nerf.scenes.points import add_point_cloud
     from relevance_nerf2nerf.toy_editor.data import instruction as make_instruction
 
     shape, new = choice.shape, choice.requested
@@ -353,6 +404,9 @@ def run_scene(args: Args, choice: SceneChoice, editor, workdir: Path, log=print)
     info = generate_scene(workdir / f"scene{choice.seed}", seed=choice.seed, num_views=args.num_views,
                           num_held_out=args.num_held_out, width=args.image_size,
                           height=args.image_size)  # fmt: skip
+    if args.backend == "splatfacto":  # the Gaussians start from the scene's surface points
+        add_point_cloud(info.output_dir, num_points=args.num_points, seed=choice.seed)
+    base_preset, edit_preset = _presets(args.backend)
     objects = ", ".join(f"{o.colour} {o.shape}" for o in info.spec.objects)
     record: dict = {**asdict(choice), "instruction": instruction, "objects": objects, "views": FORMAT,
                     "held_out_views": info.held_out_names, "methods": {}}  # fmt: skip
@@ -361,7 +415,7 @@ def run_scene(args: Args, choice: SceneChoice, editor, workdir: Path, log=print)
     # 1. the base, trained once on the training views for every NeRF method; "before" at the held-out cameras
     start = time.perf_counter()
     log(f"seed {choice.seed}: base")
-    base = _train(_trainer_config(nerfacto_tiny.config, info.output_dir, runs, "base", args.base_iterations))
+    base = _train(_trainer_config(base_preset, info.output_dir, runs, "base", args.base_iterations))
     before = render_dataset(base.pipeline, "eval")
     assert before.names == info.held_out_names
     truth = load_ground_truth(info.output_dir, before.names)
@@ -402,12 +456,13 @@ def run_scene(args: Args, choice: SceneChoice, editor, workdir: Path, log=print)
 
     # 4. scene editing from the same base, a curve recorded on the held-out cameras
     curves: dict[str, list[dict]] = {}
-    for tau in args.mask_thresholds:
-        name = method_name(tau)
+    for index, (name, tau, freeze_below) in enumerate(edit_runs(args)):
         log(f"seed {choice.seed}: {name}")
         start = time.perf_counter()
-        config = _trainer_config(relevance_nerf2nerf_tiny.config, info.output_dir, runs, f"tau{tau:g}",
-                                 args.edit_iterations, edit_stage_flags(args))  # fmt: skip
+        config = _trainer_config(edit_preset, info.output_dir, runs, f"edit{index}", args.edit_iterations,
+                                 edit_stage_flags(args))  # fmt: skip
+        if freeze_below is not None:
+            config.pipeline.model.freeze_below = freeze_below
         pipeline_config = config.pipeline
         pipeline_config.base_checkpoint = Path(base.base_dir)
         pipeline_config.instruction = instruction
@@ -570,16 +625,21 @@ def _shown(path: Path) -> str:
 
 
 def results_key(args: Args) -> str:
-    """``quick`` / ``full`` when only --quick (or nothing) sets the size, else ``custom``.
+    """``quick`` / ``full`` when only --quick (or nothing) sets the size, else ``custom``; with
+    ``--backend splatfacto`` prefixed ``splatfacto-`` (``splatfacto`` alone for the default size).
 
     Args:
         args (Args): the settings as given (not resolved).
     """
     size = ("num_scenes", "num_views", "num_held_out", "image_size", "base_iterations", "edit_passes",
-            "edit_every", "edit_steps", "curve_points_per_pass", "mask_thresholds")  # fmt: skip
-    if any(getattr(args, k) != getattr(Args(), k) for k in size):
-        return "custom"
-    return "quick" if args.quick else "full"
+            "edit_every", "edit_steps", "curve_points_per_pass", "num_points")  # fmt: skip
+    if args.backend == "nerfacto":
+        size += ("mask_thresholds",)
+    custom = any(getattr(args, k) != getattr(Args(), k) for k in size)
+    key = "custom" if custom else "quick" if args.quick else "full"
+    if args.backend == "splatfacto":
+        return "splatfacto" if key == "full" else f"splatfacto-{key}"
+    return key
 
 
 def write_results(key: str, result: dict, path: Path = RESULTS) -> None:

@@ -39,11 +39,9 @@ class Options:
 
 
 def _train(method, data: Path, output: Path, name: str, iterations: int, **pipeline):
-    from relevance_nerf2nerf._testing import in_process_config, release_event_writers
+    from relevance_nerf2nerf._testing import exact_capture, in_process_config, release_event_writers
 
-    config = in_process_config(method.config, data, output, "sequence", name, iterations)
-    config.pipeline.model.camera_optimizer.mode = "off"
-    config.pipeline.model.use_appearance_embedding = False
+    config = exact_capture(in_process_config(method.config, data, output, "sequence", name, iterations))
     for key, value in pipeline.items():
         setattr(config.pipeline, key, value)
     trainer = config.setup(local_rank=0, world_size=1)

@@ -4,16 +4,18 @@
 - ``relevance-nerf2nerf``: the paper's scene editing, IP2P in fp32, LPIPS when available;
 - ``relevance-nerf2nerf-small``: the same with IP2P in fp16, sliced attention, sliced/tiled VAE and the text
   encoder on the CPU (consumer GPUs);
-- ``relevance-nerf2nerf-tiny``: the CPU preset used by the tests and the demo.
+- ``relevance-nerf2nerf-tiny``: the CPU preset used by the tests and the demo;
+- ``nerfacto-cpu``, ``relevance-nerf2nerf-cpu``: aliases of the two CPU presets (:func:`cpu_alias`).
 
 Importing this module allow-lists numpy's scalar classes for weights-only checkpoint loading, so
-ns-render / ns-viewer / ns-eval load these methods' checkpoints on torch >= 2.6. All four save their
+ns-render / ns-viewer / ns-eval load these methods' checkpoints on torch >= 2.6. All of them save their
 checkpoints atomically (``RelevanceTrainerConfig``), so a run killed while saving still resumes.
 diffusers is never imported here.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 
@@ -165,31 +167,74 @@ def _tiny_model() -> RelevanceNerfactoModelConfig:
     )
 
 
-def _editing(
-    name: str, model: RelevanceNerfactoModelConfig, *, rays: int, iterations: int, cpu: bool, **pipeline
+def edit_trainer_config(
+    name: str,
+    pipeline: VanillaPipelineConfig,
+    optimizers: dict,
+    *,
+    iterations: int,
+    cpu: bool,
+    mixed_precision: bool,
 ) -> TrainerConfig:
+    """The trainer settings every scene-editing preset shares, around its scene model's pipeline.
+
+    Args:
+        name (str): the method's name (``ns-train <name>``).
+        pipeline (VanillaPipelineConfig): the editing pipeline with its datamanager and model.
+        optimizers (dict): the parameter groups' optimizer and scheduler settings.
+        iterations (int): ``--max-num-iterations``.
+        cpu (bool): a CPU preset (saves every 50 steps, not 250).
+        mixed_precision (bool): train in mixed precision.
+    """
     return RelevanceTrainerConfig(
         method_name=name,
         steps_per_eval_batch=500,
         steps_per_eval_image=500,
         steps_per_save=50 if cpu else 250,
         max_num_iterations=iterations,
-        mixed_precision=not cpu,
+        mixed_precision=mixed_precision,
         machine=MachineConfig(device_type="cpu" if cpu else "cuda"),
-        pipeline=In2NAliasedPipelineConfig(
-            datamanager=RelevanceDataManagerConfig(
-                dataparser=NerfstudioDataParserConfig(),
-                train_num_rays_per_batch=rays,
-                eval_num_rays_per_batch=rays,
-            ),
-            model=dataclasses.replace(model, use_proposal_weight_anneal=False),  # the base is trained
-            **pipeline,
-        ),
-        optimizers=_optimizers(None),
+        pipeline=pipeline,
+        optimizers=optimizers,
         logging=_logging(),
         viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
         vis="viewer",
     )
+
+
+def _editing(
+    name: str, model: RelevanceNerfactoModelConfig, *, rays: int, iterations: int, cpu: bool, **pipeline
+) -> TrainerConfig:
+    """A nerfacto editing preset: ``rays`` per batch, ``pipeline`` overrides the pipeline's defaults."""
+    pipeline_config = In2NAliasedPipelineConfig(
+        datamanager=RelevanceDataManagerConfig(
+            dataparser=NerfstudioDataParserConfig(),
+            train_num_rays_per_batch=rays,
+            eval_num_rays_per_batch=rays,
+        ),
+        model=dataclasses.replace(model, use_proposal_weight_anneal=False),  # the base is trained
+        **pipeline,
+    )
+    return edit_trainer_config(
+        name, pipeline_config, _optimizers(None), iterations=iterations, cpu=cpu, mixed_precision=not cpu
+    )
+
+
+def cpu_alias(spec: MethodSpecification) -> MethodSpecification:
+    """A ``<name>-tiny`` CPU preset registered again as ``<name>-cpu``, a name that says where it runs.
+
+    nerfstudio keys methods by ``method_name``, so the alias holds a copy of the preset's config under its
+    own name; the run's ``config.yml`` names the same classes and loads in ns-viewer and ns-render alike.
+
+    Args:
+        spec (MethodSpecification): the CPU preset, named ``<name>-tiny``.
+    """
+    name = spec.config.method_name
+    if not name.endswith("-tiny"):
+        raise ValueError(f"{name} is not a -tiny preset")
+    config = copy.deepcopy(spec.config)
+    config.method_name = name.removesuffix("-tiny") + "-cpu"
+    return MethodSpecification(config=config, description=f"Alias of {name} (the CPU preset, same settings).")
 
 
 nerfacto_tiny = MethodSpecification(
@@ -245,3 +290,6 @@ relevance_nerf2nerf_tiny = MethodSpecification(
         "at toy scale (small nerfacto, 512 rays, 300 iterations), for the demo and tests."
     ),
 )
+
+nerfacto_cpu = cpu_alias(nerfacto_tiny)
+relevance_nerf2nerf_cpu = cpu_alias(relevance_nerf2nerf_tiny)

@@ -4,7 +4,8 @@
   LPIPS download): the base model for ``relevance-splatfacto-tiny``, as ``nerfacto-tiny`` is for nerfacto;
 - ``relevance-splatfacto``: Watch Your Steps editing of a splatfacto run (GPU, gsplat), started with
   ``--pipeline.base-checkpoint <splatfacto run>`` or ``--load-dir <splatfacto run>/nerfstudio_models``;
-- ``relevance-splatfacto-tiny``: the same at the CPU preset, for the tests and the demo.
+- ``relevance-splatfacto-tiny``: the same at the CPU preset, for the tests and the demo;
+- ``splatfacto-cpu``, ``relevance-splatfacto-cpu``: aliases of the two CPU presets.
 
 The editing loop is the nerfacto methods' (same pipeline, flags, Instruct-NeRF2NeRF aliases, edit state,
 export, resume); only the model (per-Gaussian relevance) and the datamanager (full images) differ.
@@ -22,7 +23,12 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from method_configs.relevance_nerf2nerf import In2NAliasedPipelineConfig, _logging
+from method_configs.relevance_nerf2nerf import (
+    In2NAliasedPipelineConfig,
+    _logging,
+    cpu_alias,
+    edit_trainer_config,
+)
 from relevance_nerf2nerf.nerf.datamanager import RelevanceFullImageDataManagerConfig
 from relevance_nerf2nerf.nerf.dataparser import PointCloudDataParserConfig
 from relevance_nerf2nerf.nerf.relevance import RELEVANCE_PARAM_GROUP
@@ -93,27 +99,18 @@ def _optimizers(means_decay_steps: int | None) -> dict:
 def _editing(
     name: str, model: RelevanceSplatfactoModelConfig, *, iterations: int, cpu: bool
 ) -> TrainerConfig:
+    """A splatfacto editing preset (full-image batches, no mixed precision)."""
     cache = (
         "gpu"  # nerfstudio's "gpu" caches on the training device; its "cpu" cache pins memory (needs CUDA)
     )
-    return RelevanceTrainerConfig(
-        method_name=name,
-        steps_per_eval_batch=500,
-        steps_per_eval_image=500,
-        steps_per_save=50 if cpu else 250,
-        max_num_iterations=iterations,
-        mixed_precision=False,
-        machine=MachineConfig(device_type="cpu" if cpu else "cuda"),
-        pipeline=RelevanceSplatfactoPipelineConfig(
-            datamanager=RelevanceFullImageDataManagerConfig(
-                dataparser=PointCloudDataParserConfig(), cache_images=cache
-            ),
-            model=model,
+    pipeline = RelevanceSplatfactoPipelineConfig(
+        datamanager=RelevanceFullImageDataManagerConfig(
+            dataparser=PointCloudDataParserConfig(), cache_images=cache
         ),
-        optimizers=_optimizers(None),
-        logging=_logging(),
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
-        vis="viewer",
+        model=model,
+    )
+    return edit_trainer_config(
+        name, pipeline, _optimizers(None), iterations=iterations, cpu=cpu, mixed_precision=False
     )
 
 
@@ -158,3 +155,6 @@ relevance_splatfacto_tiny = MethodSpecification(
         "300 iterations), for the demo and tests."
     ),
 )
+
+splatfacto_cpu = cpu_alias(splatfacto_tiny)
+relevance_splatfacto_cpu = cpu_alias(relevance_splatfacto_tiny)

@@ -49,3 +49,18 @@ def in_process_config(
     config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**9
     config.pipeline.datamanager.data = data
     return config
+
+
+def exact_capture(config: TrainerConfig) -> TrainerConfig:
+    """``config`` with ``relevance-demo``'s ``EXACT_CAPTURE_ARGS`` applied as ns-train parses them: no pose
+    refinement and no per-view appearance embedding, for generated scenes (exact poses, constant lighting).
+
+    Args:
+        config (TrainerConfig): a nerfacto run's config (not changed).
+    """
+    import tyro
+
+    from relevance_nerf2nerf.cli.demo import EXACT_CAPTURE_ARGS
+
+    flags = (tyro.conf.FlagConversionOff,)  # booleans take a value, as in ns-train
+    return tyro.cli(type(config), args=list(EXACT_CAPTURE_ARGS), default=config, config=flags)

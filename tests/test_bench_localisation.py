@@ -101,6 +101,27 @@ def test_edit_runs_take_the_resolved_iqr_ratio_and_length(bench, tmp_path):
     assert config.max_num_iterations == args.edit_iterations and config.pipeline.relevance_iqr_ratio == 2.5
 
 
+
+def test_splatfacto_rows_are_tau_0_ours_and_ours_frozen_from_a_splat_base(bench, tmp_path):
+    """The splat rows edit a splatfacto-tiny base with relevance-splatfacto-tiny: Instruct-GS2GS-style
+    (tau 0), ours at tau 0.5 and ours at tau 0.5 with the Gaussians below tau frozen; their entry
+    is kept apart from nerfacto's."""
+    args = bench.Args(backend="splatfacto")
+    assert bench.results_key(args) == "splatfacto" and bench.results_key(bench.Args()) == "full"
+    assert bench.results_key(bench.Args(backend="splatfacto", quick=True)) == "splatfacto-quick"
+    assert bench.results_key(bench.Args(backend="splatfacto", num_scenes=3)) == "splatfacto-custom"
+    resolved = args.resolved()
+    assert (resolved.num_scenes, resolved.base_iterations) == (2, 1000)
+    runs = bench.edit_runs(resolved)
+    assert [(r.tau, r.freeze_below) for r in runs] == [(0.0, None), (0.5, None), (0.5, 0.5)]
+    assert len({r.name for r in runs}) == 3
+    base, edit = bench._presets("splatfacto")
+    assert (base.method_name, edit.method_name) == ("splatfacto-tiny", "relevance-splatfacto-tiny")
+    config = bench._trainer_config(edit, tmp_path, tmp_path, "run", 10, bench.edit_stage_flags(
+        bench.Args(backend="splatfacto", quick=True, relevance_iqr_ratio=2.5).resolved()))  # fmt: skip
+    assert config.pipeline.relevance_iqr_ratio == 2.5 and config.pipeline.model.camera_optimizer.mode == "off"
+
+
 @pytest.mark.slow
 def test_quick_run_measures_on_held_out_views_with_curves_and_matched_strength(bench, tmp_path):
     """The --quick benchmark end to end: every record names the held-out views, each NeRF method carries a

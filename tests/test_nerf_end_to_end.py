@@ -4,26 +4,14 @@ tiny (random-weight, real diffusers) InstructPix2Pix -> ns-render of rgb and rel
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from command_line import BIN, render_rgb_and_relevance, run_tool
 
 from relevance_nerf2nerf.scenes import generate_scene
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
-
-
-def _run(*command: str | Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    result = subprocess.run([str(c) for c in command], env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{command[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
 
 
 @pytest.mark.skipif(shutil.which("ns-train", path=str(BIN)) is None, reason="nerfstudio CLI not installed")
@@ -34,12 +22,12 @@ def test_train_edit_and_render_from_the_command_line(tmp_path, tiny_ip2p_dir):
     runs = tmp_path / "runs"
     common = ["--data", scene, "--output-dir", runs, "--experiment-name", "e2e", "--vis", "tensorboard"]
     common += ["--pipeline.datamanager.train-num-rays-per-batch", "256"]
-    _run(BIN / "ns-train", "nerfacto-tiny", *common, "--timestamp", "base", "--max-num-iterations", "40")
+    run_tool("ns-train", "nerfacto-tiny", *common, "--timestamp", "base", "--max-num-iterations", "40")
     base = runs / "e2e" / "nerfacto-tiny" / "base"
     assert list((base / "nerfstudio_models").glob("step-*.ckpt"))
 
-    _run(
-        BIN / "ns-train", "relevance-nerf2nerf-tiny", *common, "--timestamp", "edit",
+    run_tool(
+        "ns-train", "relevance-nerf2nerf-tiny", *common, "--timestamp", "edit",
         "--max-num-iterations", "16", "--pipeline.edit-every", "4", "--pipeline.edit-steps", "4",
         "--pipeline.instruction", "make the cube blue", "--pipeline.editor-model", tiny_ip2p_dir,
         "--pipeline.base-checkpoint", base,
@@ -53,10 +41,5 @@ def test_train_edit_and_render_from_the_command_line(tmp_path, tiny_ip2p_dir):
     assert sum(frame.get("edits", 0) for frame in transforms["frames"]) == 4  # eval views have none
     assert len(list((run / "edited_dataset" / "relevance").glob("*.png"))) == 4
 
-    renders = tmp_path / "renders"
-    _run(
-        BIN / "ns-render", "dataset", "--load-config", run / "config.yml", "--output-path", renders,
-        "--split", "train", "--rendered-output-names", "rgb", "relevance",
-    )  # fmt: skip
-    for name in ("rgb", "relevance"):
-        assert len(list((renders / "train" / name).glob("*"))) == 9, name
+    frames = render_rgb_and_relevance(run, tmp_path / "renders")
+    assert {name: len(files) for name, files in frames.items()} == {"rgb": 9, "relevance": 9}

@@ -8,7 +8,7 @@ import sys
 from nerfstudio.plugins.registry import discover_methods
 import nerfstudio.scripts.render, nerfstudio.scripts.viewer.run_viewer, nerfstudio.scripts.eval
 methods, _ = discover_methods()
-print(sorted(m for m in methods if "relevance" in m or m.endswith("facto-tiny")))
+print(sorted(m for m in methods if "relevance" in m or m.endswith(("facto-tiny", "facto-cpu"))))
 print("heavy:", sorted(m for m in ("diffusers", "transformers") if m in sys.modules))
 """
 
@@ -19,12 +19,16 @@ def test_method_discovery_does_not_import_diffusers():
     ).stdout.splitlines()
     assert out[-2] == str(
         [
+            "nerfacto-cpu",
             "nerfacto-tiny",
             "relevance-nerf2nerf",
+            "relevance-nerf2nerf-cpu",
             "relevance-nerf2nerf-small",
             "relevance-nerf2nerf-tiny",
             "relevance-splatfacto",
+            "relevance-splatfacto-cpu",
             "relevance-splatfacto-tiny",
+            "splatfacto-cpu",
             "splatfacto-tiny",
         ]
     )

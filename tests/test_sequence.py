@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from method_configs.relevance_nerf2nerf import nerfacto_tiny, relevance_nerf2nerf_tiny
-from relevance_nerf2nerf._testing import in_process_config
+from relevance_nerf2nerf._testing import exact_capture, in_process_config
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR
 from relevance_nerf2nerf.errors import InvalidInputError
 from relevance_nerf2nerf.nerf.checkpoints import load_checkpoint_file, model_state, resolve_checkpoint
@@ -22,9 +22,7 @@ pytestmark = pytest.mark.slow
 
 def _config(base, data: Path, output: Path, name: str, iterations: int, **pipeline):
     """A short in-process run with exact capture settings (no pose refinement or appearance embedding)."""
-    config = in_process_config(base.config, data, output, "sequence", name, iterations)
-    config.pipeline.model.camera_optimizer.mode = "off"
-    config.pipeline.model.use_appearance_embedding = False
+    config = exact_capture(in_process_config(base.config, data, output, "sequence", name, iterations))
     for key, value in pipeline.items():
         setattr(config.pipeline, key, value)
     return config

@@ -414,14 +414,9 @@ class RelevanceNerf2NerfPipeline(VanillaPipeline):
         1. its generator is seeded by the update count + j (what a one-view update at that count uses) and
            draws a start noise level; the event uses the first edited view's level (a batched UNet call
            shares one timestep list), so with one fixed level a batch equals its views updated one by one;
-        2. when it has no map (first visit of this edit), the relevance map of its original capture is
-           computed (eq. 2-3);
-        3. the scene model renders RGB and relevance at its camera; on the view's first update of this edit
-           the mask comes from its 2D map instead (the relevance field has not been trained on it, unless a
-           warm-up did), and after an instruction change the update edits its capture, not the render;
-        4. the renders are edited together (eq. 4-5), conditioned on the originals, unmasked pixels pasted
-           from the originals, each view drawing its noise from its own generator;
-        5. each result becomes its view's training image.
+        2-3. its relevance map, render and mask are gathered (:meth:`_gather_editor_inputs`);
+        4-5. the views are edited together and each result becomes its view's training image
+           (:meth:`_edit_batch`).
         A view whose mask is empty (cropped or not) skips 4-5 and keeps its current image (never reverting an
         earlier edit); it still counts as an update, so the schedule moves on.
 
@@ -431,11 +426,34 @@ class RelevanceNerf2NerfPipeline(VanillaPipeline):
         """
         settings = self.current_settings()
         self.follow_instruction(settings["instruction"])
-        datamanager = self.datamanager
         indices = self.views_due() if indices is None else indices
         generators = [self._generator(ahead=j) for j in range(len(indices))]
         low, high = self.config.edit_noise_range
         levels = [low + (high - low) * float(torch.rand((), generator=g)) for g in generators]
+        renders, relevances, regions = self._gather_editor_inputs(indices, generators)
+        edited = self._edit_batch(indices, generators, levels, renders, relevances, regions, settings)
+        self.datamanager.edits_done += len(indices) - len(edited)  # skipped views: the schedule moves on
+        if self.export_dir is not None and edited:
+            export_edited_dataset(self.datamanager, self.export_dir, indices=edited)
+        return indices
+
+    def _gather_editor_inputs(
+        self, indices: list[int], generators: list[torch.Generator]
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor | None]]:
+        """Steps 2-3 of :meth:`edit_views`: each view's image to edit, relevance and region on the editor's
+        device, in the order of ``indices``.
+
+        2. when a view has no map (first visit of this edit), the relevance map of its original capture is
+           computed (eq. 2-3) with the view's generator;
+        3. the scene model renders RGB and relevance at its camera; on the view's first update of this edit
+           the mask comes from its 2D map instead (the relevance field has not been trained on it, unless a
+           warm-up did), and after an instruction change the update edits its capture, not the render.
+
+        Args:
+            indices (list[int]): the event's dataset indices.
+            generators (list[torch.Generator]): one generator per view, in the order of ``indices``.
+        """
+        datamanager = self.datamanager
         warmed_up = self.config.relevance_up_front and self.config.relevance_warmup_iters > 0
         renders, relevances, regions = [], [], []
         for index, generator in zip(indices, generators, strict=True):
@@ -452,40 +470,68 @@ class RelevanceNerf2NerfPipeline(VanillaPipeline):
             relevance, region = editor_inputs(relevance, region, self.config.region_mode)
             relevances.append(relevance)
             regions.append(region)
+        return renders, relevances, regions
+
+    def _edit_batch(
+        self,
+        indices: list[int],
+        generators: list[torch.Generator],
+        levels: list[float],
+        renders: list[Tensor],
+        relevances: list[Tensor],
+        regions: list[Tensor | None],
+        settings: dict[str, Any],
+    ) -> list[int]:
+        """Steps 4-5 of :meth:`edit_views` for the views whose mask is not empty; returns their dataset
+        indices (the others keep their current image).
+
+        4. the renders are edited together (eq. 4-5), conditioned on the originals, unmasked pixels pasted
+           from the originals, each view drawing its noise from its own generator, all from the start noise
+           level of the first edited view;
+        5. each result becomes its view's training image.
+
+        Args:
+            indices (list[int]): the event's dataset indices.
+            generators (list[torch.Generator]): one generator per view.
+            levels (list[float]): each view's drawn start noise level.
+            renders (list[Tensor]): each view's image to edit (:meth:`_gather_editor_inputs`).
+            relevances (list[Tensor]): each view's relevance.
+            regions (list[Tensor | None]): each view's region, or None without regions.
+            settings (dict[str, Any]): the edit settings now (:meth:`current_settings`).
+        """
+        datamanager = self.datamanager
         # an empty mask leaves nothing to edit: no diffusion, the view keeps its current image
         masks = [relevances[j] >= settings["mask_threshold"] for j in range(len(indices))]
         masks = [m if r is None else m & (r > 0.5) for m, r in zip(masks, regions, strict=True)]
         edit = [j for j in range(len(indices)) if bool(masks[j].any())]
         crop = self.config.crop_settings()
-        if edit:
-            originals = torch.cat([datamanager.original_image(indices[j]) for j in edit])
-            originals = originals.to(self.editor_device)
-            crop_option = {} if crop is None else {"crop": crop}  # editors without cropping need not know it
-            if self.regions is not None:  # nor editors without regions
-                crop_option["region"] = torch.cat([regions[j] for j in edit])
-            with self._autocast_off():
-                result = self.editor.edit(
-                    torch.cat([renders[j] for j in edit]),
-                    settings["instruction"],
-                    condition_image=originals,
-                    relevance=torch.cat([relevances[j] for j in edit]),
-                    mask_threshold=settings["mask_threshold"],
-                    text_guidance=settings["text_guidance"],
-                    image_guidance=settings["image_guidance"],
-                    num_steps=self.config.edit_steps,
-                    start_noise=levels[edit[0]],
-                    composite_source=originals,
-                    t_rel=self.config.t_rel,
-                    generator=[generators[j] for j in edit],
-                    **crop_option,
-                )
-            for row, j in enumerate(edit):
-                datamanager.set_edited_image(indices[j], result.image[row : row + 1])
-                datamanager.from_capture[indices[j]] = False
-        datamanager.edits_done += len(indices) - len(edit)  # skipped views: the schedule moves on
-        if self.export_dir is not None and edit:
-            export_edited_dataset(datamanager, self.export_dir, indices=[indices[j] for j in edit])
-        return indices
+        if not edit:
+            return []
+        originals = torch.cat([datamanager.original_image(indices[j]) for j in edit])
+        originals = originals.to(self.editor_device)
+        crop_option = {} if crop is None else {"crop": crop}  # editors without cropping need not know it
+        if self.regions is not None:  # nor editors without regions
+            crop_option["region"] = torch.cat([regions[j] for j in edit])
+        with self._autocast_off():
+            result = self.editor.edit(
+                torch.cat([renders[j] for j in edit]),
+                settings["instruction"],
+                condition_image=originals,
+                relevance=torch.cat([relevances[j] for j in edit]),
+                mask_threshold=settings["mask_threshold"],
+                text_guidance=settings["text_guidance"],
+                image_guidance=settings["image_guidance"],
+                num_steps=self.config.edit_steps,
+                start_noise=levels[edit[0]],
+                composite_source=originals,
+                t_rel=self.config.t_rel,
+                generator=[generators[j] for j in edit],
+                **crop_option,
+            )
+        for row, j in enumerate(edit):
+            datamanager.set_edited_image(indices[j], result.image[row : row + 1])
+            datamanager.from_capture[indices[j]] = False
+        return [indices[j] for j in edit]
 
     # --- schedule ------------------------------------------------------------------------------------
     def prepare_relevance(self) -> None:
