@@ -652,14 +652,12 @@ def write_results(key: str, result: dict, path: Path = RESULTS) -> None:
         result (dict): the entry.
         path (Path, default RESULTS): the JSON file (written whole or not at all).
     """
-    from relevance_nerf2nerf.outputs import atomic_write
+    from relevance_nerf2nerf.outputs import write_json
 
     results = json.loads(path.read_text()) if path.exists() else {}
     results = {k: v for k, v in results.items() if isinstance(v, dict) and v.get("views") == FORMAT}
     results[key] = result
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(results, indent=2) + "\n"
-    atomic_write(path, lambda temporary: temporary.write_text(text))
+    write_json(path, results)
 
 
 def main(args: Args) -> dict:

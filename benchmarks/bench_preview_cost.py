@@ -103,11 +103,9 @@ def main(options: Options) -> dict:
         "first_update_s (loads the editor)": updates[0],
         "threads": torch.get_num_threads(),
     }
-    from relevance_nerf2nerf.outputs import atomic_write
+    from relevance_nerf2nerf.outputs import write_json
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2) + "\n"
-    atomic_write(RESULTS, lambda path: path.write_text(text))  # the results file is replaced whole
+    write_json(RESULTS, result)  # the results file is replaced whole
     print(json.dumps(result, indent=2))
     return result
 

@@ -96,11 +96,9 @@ def main(options: Options) -> dict:
         result["base"] = _object_colours(base.pipeline, scene)
         result["after_a"] = _object_colours(first.pipeline, scene)
         result["after_b"] = _object_colours(second.pipeline, scene)
-    from relevance_nerf2nerf.outputs import atomic_write
+    from relevance_nerf2nerf.outputs import write_json
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2) + "\n"
-    atomic_write(RESULTS, lambda path: path.write_text(text))  # the results file is replaced whole
+    write_json(RESULTS, result)  # the results file is replaced whole
     print(json.dumps(result, indent=2))
     return result
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import tyro
 
 from relevance_nerf2nerf.assets import TOY_EDITOR_DIR, TOY_EDITOR_IQR_RATIO
-from relevance_nerf2nerf.outputs import atomic_write, check_new_output_dir, recorded_path
+from relevance_nerf2nerf.outputs import check_new_output_dir, recorded_path, write_json
 from relevance_nerf2nerf.scenes import generate_scene
 from relevance_nerf2nerf.scenes.points import add_point_cloud
 
@@ -105,7 +105,7 @@ def _save(path: Path, key: str, record: dict) -> None:
     """Merge ``record`` into the results file ``path`` under ``key`` (written whole)."""
     results = json.loads(path.read_text()) if path.exists() else {}
     results[key] = record
-    atomic_write(path, lambda temporary: temporary.write_text(json.dumps(results, indent=2) + "\n"))
+    write_json(path, results)
 
 
 def main(args: Args) -> dict:

@@ -60,7 +60,7 @@ from relevance_nerf2nerf.diffusion.editor import EditResult
 from relevance_nerf2nerf.errors import InvalidInputError, RelevanceError
 from relevance_nerf2nerf.nerf.dataparser import PointCloudDataParserConfig
 from relevance_nerf2nerf.nerf.relevance import without_lpips_download
-from relevance_nerf2nerf.outputs import atomic_write
+from relevance_nerf2nerf.outputs import write_json
 from relevance_nerf2nerf.scenes import generate_scene
 from relevance_nerf2nerf.scenes.points import add_point_cloud
 
@@ -365,8 +365,7 @@ def main(args: Args) -> dict:
         record["target_seconds_per_edit_iteration"] = 0.3
     results = json.loads(args.output.read_text()) if args.output.exists() else {}
     results[record_key(args.device, args.size, args.preset)] = record
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.output, lambda path: path.write_text(json.dumps(results, indent=2) + "\n"))
+    write_json(args.output, results)
     print(json.dumps(record, indent=2))
     return record
 

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import tyro
 
-from relevance_nerf2nerf.outputs import atomic_write
+from relevance_nerf2nerf.outputs import write_json
 
 HERE = Path(__file__).parent
 
@@ -238,7 +238,7 @@ def write_summary(args: Args, out: Path, record: dict) -> dict:
     record["splat_projection"] = _projected(
         lambda c, s: project_splat(args, c, s), inputs, errors, ("crop", "splat")
     )
-    atomic_write(out / "gpu.json", lambda path: path.write_text(json.dumps(record, indent=2) + "\n"))
+    write_json(out / "gpu.json", record)
     return record
 
 

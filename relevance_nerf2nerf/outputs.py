@@ -84,6 +84,22 @@ def atomic_write(path: Path, write: Callable[[Path], object], temporary_dir: Pat
 
 
 
+def write_json(path: Path, data: object) -> Path:
+    """Write ``data`` as indented JSON to ``path`` whole (:func:`atomic_write`), creating its parent folders.
+
+    Args:
+        path (Path): the destination.
+        data (object): anything ``json.dumps`` accepts.
+
+    Returns the destination.
+    """
+    import json
+
+    text = json.dumps(data, indent=2) + "\n"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
 def check_new_output_dir(path: Path, flag: str = "--output-dir") -> None:
     """Refuse (one line) an output folder that already holds files, a file, or an unwritable place.
 

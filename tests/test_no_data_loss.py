@@ -307,3 +307,19 @@ def test_a_checkpoint_that_does_not_fit_its_run_is_one_error(tmp_path):
     with pytest.raises(RelevanceError, match="cannot load the run") as error:
         load_pipeline(base)
     assert "\n" not in str(error.value)
+
+
+def test_a_results_json_is_written_whole_or_left_as_it_was(tmp_path):
+    """``write_json`` (every benchmark's results file) creates the folder, replaces the file whole, and leaves
+    an existing file untouched when the data cannot be written."""
+    import json
+
+    from relevance_nerf2nerf.outputs import write_json
+
+    path = tmp_path / "results" / "bench.json"
+    write_json(path, {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+    with pytest.raises(TypeError):
+        write_json(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["bench.json"]
