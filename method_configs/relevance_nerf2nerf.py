@@ -167,6 +167,33 @@ def _tiny_model() -> RelevanceNerfactoModelConfig:
     )
 
 
+def cpu_base_trainer_config(
+    name: str, pipeline: VanillaPipelineConfig, optimizers: dict, *, iterations: int
+) -> TrainerConfig:
+    """The trainer settings the plain CPU base presets (``nerfacto-tiny``, ``splatfacto-tiny``) share.
+
+    Args:
+        name (str): the method's name (``ns-train <name>``).
+        pipeline (VanillaPipelineConfig): the base's pipeline with its datamanager and model.
+        optimizers (dict): the parameter groups' optimizer and scheduler settings.
+        iterations (int): ``--max-num-iterations``.
+    """
+    return RelevanceTrainerConfig(
+        method_name=name,
+        steps_per_eval_batch=500,
+        steps_per_eval_image=500,
+        steps_per_save=500,
+        max_num_iterations=iterations,
+        mixed_precision=False,
+        machine=MachineConfig(device_type="cpu"),
+        pipeline=pipeline,
+        optimizers=optimizers,
+        logging=_logging(),
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 12),
+        vis="viewer",
+    )
+
+
 def edit_trainer_config(
     name: str,
     pipeline: VanillaPipelineConfig,
@@ -238,15 +265,9 @@ def cpu_alias(spec: MethodSpecification) -> MethodSpecification:
 
 
 nerfacto_tiny = MethodSpecification(
-    config=RelevanceTrainerConfig(
-        method_name="nerfacto-tiny",
-        steps_per_eval_batch=500,
-        steps_per_eval_image=500,
-        steps_per_save=500,
-        max_num_iterations=2000,
-        mixed_precision=False,
-        machine=MachineConfig(device_type="cpu"),
-        pipeline=VanillaPipelineConfig(
+    config=cpu_base_trainer_config(
+        "nerfacto-tiny",
+        VanillaPipelineConfig(
             datamanager=VanillaDataManagerConfig(
                 dataparser=NerfstudioDataParserConfig(),
                 train_num_rays_per_batch=512,
@@ -254,10 +275,8 @@ nerfacto_tiny = MethodSpecification(
             ),
             model=_tiny_model(),
         ),
-        optimizers=_optimizers(2000),
-        logging=_logging(),
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 12),
-        vis="viewer",
+        _optimizers(2000),
+        iterations=2000,
     ),
     description=(
         "CPU preset of nerfacto (small hash grid, 512 rays, no LPIPS download): "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
@@ -25,15 +24,15 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from method_configs.relevance_nerf2nerf import (
     In2NAliasedPipelineConfig,
-    _logging,
     cpu_alias,
+    cpu_base_trainer_config,
     edit_trainer_config,
 )
 from relevance_nerf2nerf.nerf.datamanager import RelevanceFullImageDataManagerConfig
 from relevance_nerf2nerf.nerf.dataparser import PointCloudDataParserConfig
 from relevance_nerf2nerf.nerf.relevance import RELEVANCE_PARAM_GROUP
 from relevance_nerf2nerf.nerf.splatfacto_model import RelevanceSplatfactoModelConfig
-from relevance_nerf2nerf.nerf.trainer import RelevanceTrainerConfig, RunLengthDecaySchedulerConfig
+from relevance_nerf2nerf.nerf.trainer import RunLengthDecaySchedulerConfig
 
 TINY_BASE_ITERATIONS = 1500
 """Iterations of ``splatfacto-tiny`` (the CPU base)."""
@@ -115,24 +114,16 @@ def _editing(
 
 
 splatfacto_tiny = MethodSpecification(
-    config=RelevanceTrainerConfig(
-        method_name="splatfacto-tiny",
-        steps_per_eval_batch=500,
-        steps_per_eval_image=500,
-        steps_per_save=500,
-        max_num_iterations=TINY_BASE_ITERATIONS,
-        mixed_precision=False,
-        machine=MachineConfig(device_type="cpu"),
-        pipeline=VanillaPipelineConfig(
+    config=cpu_base_trainer_config(
+        "splatfacto-tiny",
+        VanillaPipelineConfig(
             datamanager=FullImageDatamanagerConfig(
                 dataparser=PointCloudDataParserConfig(), cache_images="gpu"
             ),
             model=_cpu_model(),
         ),
-        optimizers=_optimizers(TINY_BASE_ITERATIONS),
-        logging=_logging(),
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 12),
-        vis="viewer",
+        _optimizers(TINY_BASE_ITERATIONS),
+        iterations=TINY_BASE_ITERATIONS,
     ),
     description=(
         "CPU preset of splatfacto (pure-torch rasterizer, about 2k Gaussians, no LPIPS download): the base "
